@@ -1,0 +1,163 @@
+/* luaopen_asyncore_core: the C core as a Lua module. */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <time.h>
+
+#include "lcore.h"
+
+static int state_gc(lua_State *L)
+{
+    as_state *st = lua_touserdata(L, 1);
+    as_loop_free(st->loop);
+    st->loop = NULL;
+    return 0;
+}
+
+/* set_defaults{readable=, writable=, send_writable=}: the built-in methods the
+ * loop recognises, to decide interest without calling them. */
+static int l_set_defaults(lua_State *L)
+{
+    static const struct { const char *name; int slot; } slots[] = {
+        {"readable", UV_READABLE},
+        {"writable", UV_WRITABLE},
+        {"send_writable", UV_SEND_WRITABLE},
+    };
+    luaL_checktype(L, 1, LUA_TTABLE);
+    for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++) {
+        lua_getfield(L, 1, slots[i].name);
+        luaL_argcheck(L, lua_isfunction(L, -1), 1, "functions expected");
+        lua_setiuservalue(L, lua_upvalueindex(1), slots[i].slot);
+    }
+    return 0;
+}
+
+static int l_backends(lua_State *L)
+{
+    const char *const *names = as_loop_backend_names();
+    lua_newtable(L);
+    for (int i = 0; names[i] != NULL; i++) {
+        lua_pushstring(L, names[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+static int l_default_backend(lua_State *L)
+{
+    lua_pushstring(L, as_loop_default_backend());
+    return 1;
+}
+
+/* time() -> monotonic seconds */
+static int l_time(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
+    return 1;
+}
+
+static const luaL_Reg functions[] = {
+    {"socket", as_socket_new},
+    {"file_wrapper", as_file_wrapper_new},
+    {"set_blocking", as_set_blocking},
+    {"fileno", as_fileno},
+    {"pass", as_pass},
+    {"read", as_read},
+    {"write", as_write},
+    {"_exception", as_exception},
+    {"readwrite", as_readwrite},
+    {"dispatcher_send", as_dispatcher_send},
+    {"dispatcher_recv", as_dispatcher_recv},
+    {"set_defaults", l_set_defaults},
+    {"backends", l_backends},
+    {"default_backend", l_default_backend},
+    {"time", l_time},
+    {NULL, NULL},
+};
+
+static void set_constants(lua_State *L)
+{
+    static const struct { const char *name; lua_Integer value; } constants[] = {
+        {"AF_INET", AF_INET}, {"AF_INET6", AF_INET6}, {"AF_UNIX", AF_UNIX},
+        {"SOCK_STREAM", SOCK_STREAM}, {"SOCK_DGRAM", SOCK_DGRAM},
+        {"POLLIN", POLLIN}, {"POLLOUT", POLLOUT}, {"POLLPRI", POLLPRI},
+        {"POLLHUP", POLLHUP}, {"POLLERR", POLLERR}, {"POLLNVAL", POLLNVAL},
+        {"SOL_SOCKET", SOL_SOCKET}, {"SO_ERROR", SO_ERROR}, {"SO_REUSEADDR", SO_REUSEADDR},
+#ifdef SO_REUSEPORT
+        {"SO_REUSEPORT", SO_REUSEPORT},
+#endif
+        {"SO_LINGER", SO_LINGER}, {"SO_KEEPALIVE", SO_KEEPALIVE}, {"SO_RCVBUF", SO_RCVBUF},
+        {"SO_SNDBUF", SO_SNDBUF}, {"SO_TYPE", SO_TYPE},
+        {"IPPROTO_TCP", IPPROTO_TCP}, {"TCP_NODELAY", TCP_NODELAY},
+        {"SHUT_RD", SHUT_RD}, {"SHUT_WR", SHUT_WR}, {"SHUT_RDWR", SHUT_RDWR},
+        {"MSG_OOB", MSG_OOB}, {"MSG_PEEK", MSG_PEEK},
+        {"FD_SETSIZE", FD_SETSIZE},
+    };
+    for (size_t i = 0; i < sizeof constants / sizeof constants[0]; i++) {
+        lua_pushinteger(L, constants[i].value);
+        lua_setfield(L, -2, constants[i].name);
+    }
+}
+
+static int exit_now_tostring(lua_State *L)
+{
+    lua_pushliteral(L, "asyncore.ExitNow");
+    return 1;
+}
+
+/* A unique value: error(ExitNow) leaves loop(), and callers compare with ==. */
+static void push_exit_now(lua_State *L)
+{
+    lua_newtable(L);
+    lua_newtable(L);
+    lua_pushliteral(L, "asyncore.ExitNow");
+    lua_setfield(L, -2, "__name");
+    lua_pushcfunction(L, exit_now_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_setmetatable(L, -2);
+}
+
+int luaopen_asyncore_core(lua_State *L)
+{
+    luaL_checkversion(L);
+    lua_newtable(L);
+
+    as_state *st = lua_newuserdatauv(L, sizeof *st, UV_COUNT);
+    st->loop = NULL;
+    lua_newtable(L);
+    lua_pushcfunction(L, state_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    st->loop = as_loop_new();
+    if (st->loop == NULL)
+        return luaL_error(L, "asyncore.core: out of memory");
+
+    push_exit_now(L);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, -3, UV_EXITNOW);
+    lua_setfield(L, -3, "ExitNow");
+
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, as_message_handler, 1);
+    lua_setiuservalue(L, -2, UV_MSGH);
+
+    luaL_setfuncs(L, functions, 1); /* pops the state, each function's upvalue */
+    as_open_errors(L);
+    set_constants(L);
+    as_open_socket(L);
+
+    /* As Python does at start-up: a write to a closed pipe or socket is an EPIPE
+     * error, not the death of the process.  A handler the host set is kept. */
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+        sa.sa_handler = SIG_IGN;
+        sigaction(SIGPIPE, &sa, NULL);
+    }
+    return 1;
+}

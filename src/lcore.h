@@ -1,0 +1,86 @@
+/* Declarations shared by the Lua binding's files (the only C that sees Lua). */
+#ifndef AS_LCORE_H
+#define AS_LCORE_H
+
+#include <sys/socket.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "loop.h"
+
+#define AS_SOCKET_MT "asyncore.socket"
+#define AS_FILE_MT "asyncore.file_wrapper"
+
+/* Largest single recv: a caller asking for more gets at most this much. */
+#define AS_RECV_MAX (1 << 20)
+
+/* Flags for every send: a closed peer is an EPIPE error, never a SIGPIPE. */
+#ifdef MSG_NOSIGNAL
+#define SEND_FLAGS MSG_NOSIGNAL
+#else
+#define SEND_FLAGS 0
+#endif
+
+/* A socket or a file_wrapper: an fd, -1 once closed. */
+typedef struct as_handle {
+    int fd;
+    int family; /* 0 for a file_wrapper */
+    int type;
+} as_handle;
+
+/* The binding's per-Lua-state object, upvalue 1 of every core function.
+ * Its user values hold Lua objects the loop needs (see enum below). */
+typedef struct as_state {
+    as_loop *loop;
+} as_state;
+
+enum {
+    UV_TRACEBACK = 1, /* traceback of the last error caught by the loop */
+    UV_EXITNOW,       /* the asyncore.ExitNow sentinel */
+    UV_READABLE,      /* dispatcher.readable, for the fast path */
+    UV_WRITABLE,      /* dispatcher.writable */
+    UV_SEND_WRITABLE, /* dispatcher_with_send.writable */
+    UV_MSGH,          /* the message handler of every protected handler call */
+    UV_COUNT = UV_MSGH
+};
+
+#define as_state_of(L) ((as_state *)lua_touserdata((L), lua_upvalueindex(1)))
+
+/* lerror.c: OS errors as "<call>: <strerror> (<ERRNO_NAME>)". */
+const char *as_push_oserror(lua_State *L, const char *call, int err);
+int as_fail(lua_State *L, const char *call, int err); /* pushes nil, message, errno */
+int as_raise(lua_State *L, const char *call, int err);
+void as_open_errors(lua_State *L); /* sets errno, strerror, oserror on the table on top */
+
+/* laddr.c: addresses as Lua values (host, port) or (path). */
+/* Reads the address at arg (and arg+1 for IP families) into *addr.  Returns 0,
+ * or a getaddrinfo error code with *addr untouched.  Bad arguments raise. */
+int as_check_address(lua_State *L, int arg, int family, int socktype, int passive,
+                     struct sockaddr_storage *addr, socklen_t *len);
+int as_push_gaierror(lua_State *L, const char *call, int code); /* nil, message, code */
+/* Pushes host, port (or path for AF_UNIX); returns how many values. */
+int as_push_address(lua_State *L, const struct sockaddr *sa, socklen_t len);
+
+/* lsocket.c */
+as_handle *as_test_handle(lua_State *L, int idx); /* socket or file_wrapper, else NULL */
+void as_open_socket(lua_State *L);                /* registers metatables; state on top */
+int as_socket_new(lua_State *L);
+int as_file_wrapper_new(lua_State *L);
+int as_set_blocking(lua_State *L);
+int as_fileno(lua_State *L);
+size_t as_check_size(lua_State *L, int arg); /* a positive size, capped at AS_RECV_MAX */
+
+/* ldispatcher.c: the dispatcher methods that touch the socket on hot paths. */
+int as_dispatcher_send(lua_State *L);
+int as_dispatcher_recv(lua_State *L);
+
+/* lpass.c: one loop pass and the event dispatch helpers. */
+int as_pass(lua_State *L);
+int as_read(lua_State *L);
+int as_write(lua_State *L);
+int as_exception(lua_State *L);
+int as_readwrite(lua_State *L);
+int as_message_handler(lua_State *L); /* upvalue 1: the state */
+
+#endif
