@@ -14,7 +14,7 @@ DEBIAN_PKGS = lua5.4 liblua5.4-dev lua-busted luarocks gcc make python3 netcat-o
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/spec/?.lua;;
 export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
 
-.PHONY: all deps demo test clean
+.PHONY: all deps demo test asan valgrind rock clean
 
 all: $(CORE)
 
@@ -41,6 +41,29 @@ demo: $(CORE)
 
 test: $(CORE)
 	$(LUA) spec/run.lua $(BUSTED)
+
+# The suite under AddressSanitizer + UBSan: the core rebuilt instrumented, the
+# runtime preloaded into the uninstrumented interpreter.
+ASAN_LIB = $(shell $(CC) -print-file-name=libasan.so)
+UBSAN_LIB = $(shell $(CC) -print-file-name=libubsan.so)
+asan:
+	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	  LDFLAGS="-fsanitize=address,undefined" build/asan/asyncore/core.so
+	ASYNCORE_BUILD=build/asan LD_PRELOAD="$(ASAN_LIB) $(UBSAN_LIB)" \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/spec/lsan.supp:print_suppressions=0 \
+	  $(LUA) spec/run.lua $(BUSTED)
+
+# The suite under valgrind's memcheck: any error or leak fails the run.
+valgrind: $(CORE)
+	valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect \
+	  --errors-for-leak-kinds=definite,indirect --track-fds=no \
+	  $(LUA) spec/run.lua $(BUSTED)
+
+# Installs the rock offline into build/rock, as a user would with luarocks make.
+rock:
+	luarocks --lua-version 5.4 make rockspec/lua-asyncore-*.rockspec --tree $(CURDIR)/$(BUILD)/rock
+	@rm -f src/*.o asyncore/core.so; rmdir asyncore 2>/dev/null || true
 
 clean:
 	rm -rf $(BUILD)

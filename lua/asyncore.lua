@@ -20,6 +20,8 @@ local errno = core.errno
 local oserror = core.oserror
 
 M.socket_map = {}
+-- socket([family [, type]]): a raw non-blocking socket, for dispatcher(sock)
+M.socket = core.socket
 M.read, M.write, M._exception, M.readwrite = core.read, core.write, core._exception, core.readwrite
 M._strerror = core.strerror
 

@@ -1,0 +1,38 @@
+package = "lua-asyncore"
+version = "0.1-1"
+source = {
+   url = "git+file:///lua-asyncore",
+}
+description = {
+   summary = "Python's asyncore/asynchat event loop for Lua 5.4, with a C core",
+   detailed = [[
+A channel map and a select/poll loop in C, dispatcher classes in Lua with
+Python asyncore's semantics: write network protocol prototypes in Lua.
+]],
+   license = "MIT",
+}
+dependencies = {
+   "lua >= 5.4, < 5.5",
+}
+build = {
+   type = "builtin",
+   modules = {
+      asyncore = "lua/asyncore.lua",
+      ["asyncore.core"] = {
+         sources = {
+            "src/backend_poll.c",
+            "src/backend_select.c",
+            "src/errnames.c",
+            "src/laddr.c",
+            "src/lasyncore.c",
+            "src/ldispatcher.c",
+            "src/lerror.c",
+            "src/loop.c",
+            "src/lpass.c",
+            "src/lsocket.c",
+         },
+         defines = { "_POSIX_C_SOURCE=200809L" },
+         libraries = { "m" },
+      },
+   },
+}
