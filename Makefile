@@ -43,15 +43,15 @@ test: $(CORE)
 	$(LUA) spec/run.lua $(BUSTED)
 
 # The suite under AddressSanitizer + UBSan: the core rebuilt instrumented, the
-# runtime preloaded into the uninstrumented interpreter.
+# runtime preloaded into the uninstrumented interpreter.  Leaks are valgrind's
+# job: peers the specs start (python3, sh) inherit the preload and leak by design.
 ASAN_LIB = $(shell $(CC) -print-file-name=libasan.so)
 UBSAN_LIB = $(shell $(CC) -print-file-name=libubsan.so)
 asan:
 	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	  LDFLAGS="-fsanitize=address,undefined" build/asan/asyncore/core.so
 	ASYNCORE_BUILD=build/asan LD_PRELOAD="$(ASAN_LIB) $(UBSAN_LIB)" \
-	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  LSAN_OPTIONS=suppressions=$(CURDIR)/spec/lsan.supp:print_suppressions=0 \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  $(LUA) spec/run.lua $(BUSTED)
 
 # The suite under valgrind's memcheck: any error or leak fails the run.

@@ -28,7 +28,7 @@ local function interrupt(script)
   write_file(dir .. "/script.lua", script)
   local shell = ([[
     cd %s
-    %s timeout 20 lua5.4 script.lua >out 2>err &
+    %s timeout --foreground 20 lua5.4 script.lua >out 2>err &
     pid=$!
     i=0
     while [ $i -lt 400 ] && ! grep -q ready out 2>/dev/null; do sleep 0.05; i=$((i+1)); done
