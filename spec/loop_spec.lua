@@ -492,3 +492,57 @@ describe("UDP", function()
     end)
   end
 end)
+
+describe("bad input", function()
+  after_each(function() asyncore.close_all(nil, true) end)
+
+  local function channel()
+    local d = asyncore.dispatcher()
+    d:create_socket()
+    return d
+  end
+
+  -- Each call must raise an error whose message matches the pattern: the function and argument named.
+  local cases = {
+    { "bind port type", function() channel():bind("127.0.0.1", "x") end, "bad argument #2 to 'bind'" },
+    { "bind port range", function() channel():bind("127.0.0.1", 70000) end, "#2 to 'bind' %(port must be 0%-65535%)" },
+    { "bind host type", function() channel():bind({}, 1) end, "bad argument #1 to 'bind'" },
+    { "bind unresolvable host", function() channel():bind("no.such.host.invalid", 1) end, "^bind: .*%(EAI_" },
+    { "connect family mismatch", function() channel():connect("::1", 1) end, "^connect: .*%(EAI_" },
+    { "recv zero", function() channel():recv(0) end, "bad argument #1 to 'recv' %(size must be positive%)" },
+    { "recv negative", function() channel():recv(-5) end, "#1 to 'recv'" },
+    { "send table", function() channel():send({}) end, "bad argument #1 to 'send' %(string expected" },
+    { "listen backlog", function() channel():listen(-1) end, "#1 to 'listen'" },
+    { "shutdown how", function() channel():shutdown(7) end, "#1 to 'shutdown'" },
+    { "unix path too long", function()
+        local d = asyncore.dispatcher()
+        d:create_socket(asyncore.AF_UNIX)
+        d:bind(("x"):rep(200))
+      end, "#1 to 'bind' %(path too long%)" },
+    { "socket family", function() asyncore.dispatcher():create_socket(999) end, "#1 to 'socket' %(family" },
+    { "readwrite flags", function() asyncore.readwrite({}, nil) end, "#2 to 'readwrite'" },
+    { "readwrite object", function() asyncore.readwrite(5, 1) end, "#1 to 'readwrite' %(table expected" },
+    { "read object", function() asyncore.read(5) end, "#1 to 'read' %(table expected" },
+    { "loop map", function() asyncore.loop(0, false, 5) end, "'map' to 'loop'" },
+    { "loop count", function() asyncore.loop(0, false, {}, "x") end, "'count' to 'loop'" },
+    { "poll NaN timeout", function() asyncore.poll(0 / 0) end, "'timeout' to 'poll'" },
+    { "file_wrapper argument", function() asyncore.file_wrapper("x") end, "#1 to 'file_wrapper' %(integer fd or file" },
+    { "file_wrapper closed file", function()
+        local f = io.tmpfile()
+        f:close()
+        asyncore.file_wrapper(f)
+      end, "#1 to 'file_wrapper' %(attempt to use a closed file%)" },
+    { "file_wrapper bad fd", function() asyncore.file_wrapper(-1) end, "^file_wrapper: Bad file descriptor %(EBADF%)$" },
+    { "dispatcher socket", function() asyncore.dispatcher(5) end, "#1 to 'init' %(socket expected" },
+    { "dispatcher map", function() asyncore.dispatcher(asyncore.socket(), 5) end, "#2 to 'init' %(table expected" },
+    { "subclass handlers", function() asyncore.dispatcher:subclass(5) end, "#1 to 'subclass'" },
+    { "socket method self", function() asyncore.socket().recv({}, 5) end, "#1 to 'recv' %(asyncore.socket expected" },
+  }
+  for _, case in ipairs(cases) do
+    it("raises a clear error: " .. case[1], function()
+      local ok, err = pcall(case[2])
+      assert.is_false(ok)
+      assert.matches(case[3], tostring(err))
+    end)
+  end
+end)

@@ -1,4 +1,5 @@
 /* Socket addresses as Lua values: host, port for AF_INET/AF_INET6, a path for AF_UNIX. */
+#define _GNU_SOURCE /* EAI_ADDRFAMILY, EAI_NODATA, EAI_SYSTEM names */
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -102,7 +103,10 @@ static const char *gai_name(int code)
 #ifdef EAI_NODATA
     case EAI_NODATA: return "EAI_NODATA";
 #endif
-    default: return "EAI_SYSTEM";
+#ifdef EAI_SYSTEM
+    case EAI_SYSTEM: return "EAI_SYSTEM";
+#endif
+    default: return "EAI_UNKNOWN";
     }
 }
 

@@ -138,21 +138,21 @@ static void run(lua_State *L, lua_CFunction body, int obj, int events, int map, 
 
 int as_read(lua_State *L)
 {
-    luaL_checkany(L, 1);
+    luaL_checktype(L, 1, LUA_TTABLE);
     run(L, read_body, 1, 0, 0, -1, 0);
     return 0;
 }
 
 int as_write(lua_State *L)
 {
-    luaL_checkany(L, 1);
+    luaL_checktype(L, 1, LUA_TTABLE);
     run(L, write_body, 1, 0, 0, -1, 0);
     return 0;
 }
 
 int as_exception(lua_State *L)
 {
-    luaL_checkany(L, 1);
+    luaL_checktype(L, 1, LUA_TTABLE);
     run(L, expt_body, 1, 0, 0, -1, 0);
     return 0;
 }
@@ -167,7 +167,7 @@ static int events_of_pollflags(lua_Integer flags)
 /* readwrite(obj, flags): flags are POLL* bits */
 int as_readwrite(lua_State *L)
 {
-    luaL_checkany(L, 1);
+    luaL_checktype(L, 1, LUA_TTABLE);
     int events = events_of_pollflags(luaL_checkinteger(L, 2));
     run(L, readwrite_body, 1, events, 0, -1, 1);
     return 0;
