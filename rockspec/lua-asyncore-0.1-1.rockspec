@@ -18,6 +18,7 @@ build = {
    type = "builtin",
    modules = {
       asyncore = "lua/asyncore.lua",
+      asynchat = "lua/asynchat.lua",
       ["asyncore.core"] = {
          sources = {
             "src/backend_poll.c",
