@@ -236,10 +236,10 @@ local function socket_of(self, call)
   return sock
 end
 
--- Calls sock:method(...), raising its failure as an OS error.
-local function checked(ok, message, ...)
-  if ok == nil then raise(message) end
-  return ok, message, ...
+-- The results of a socket call, or its failure raised as an OS error.
+local function checked(first, ...)
+  if first == nil then raise((...)) end
+  return first, ...
 end
 
 -- The address a channel is bound or connected to: {host, port}, or the path.

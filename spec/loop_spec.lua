@@ -546,3 +546,12 @@ describe("bad input", function()
     end)
   end
 end)
+
+describe("a pass over an empty map", function()
+  it("returns at once, as Python's poll() and poll2() do, without counting as a wait", function()
+    -- A 1000-second timeout would hang the suite if the pass waited.
+    asyncore.poll(1000, {})
+    asyncore.poll2(1000, {})
+    asyncore.loop { timeout = 1000, map = {}, count = 5 }
+  end)
+end)

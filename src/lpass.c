@@ -328,6 +328,10 @@ int as_pass(lua_State *L)
         lua_insert(L, -2);
         lua_rawset(L, 4);
     }
+    lua_pushnil(L);
+    if (!lua_next(L, 4))
+        return 0; /* an empty map: Python's poll() and poll2() return at once */
+    lua_settop(L, 4);
 
     if (as_loop_begin(st->loop, backend) != 0) {
         if (errno == ENOENT)

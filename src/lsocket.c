@@ -536,7 +536,8 @@ static int f_close(lua_State *L)
 {
     if (close_handle(check_file(L)) != 0 && errno != EINTR)
         return as_raise(L, "close", errno);
-    return 0;
+    lua_pushboolean(L, 1);
+    return 1;
 }
 
 static int f_fileno(lua_State *L)
