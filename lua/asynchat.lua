@@ -190,12 +190,13 @@ function async_chat:push(data)
   self:initiate_send()
 end
 
--- push_with_producer(producer): a table whose more() returns "" when done, or
--- a function that returns nil when done
+-- push_with_producer(producer): a table whose more() returns "" when done, a
+-- function that returns nil when done, or a string (queued whole, as Python
+-- queues bytes)
 function async_chat:push_with_producer(producer)
   local kind = type(producer)
-  if not (kind == "function" or (kind == "table" and producer.more)) then
-    error("bad argument #1 to 'push_with_producer' (producer table with more() or function expected, got "
+  if not (kind == "function" or kind == "string" or (kind == "table" and producer.more)) then
+    error("bad argument #1 to 'push_with_producer' (producer table with more(), function or string expected, got "
       .. kind .. ")", 2)
   end
   fifo_push(self.producer_fifo, producer)
