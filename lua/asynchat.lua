@@ -175,12 +175,7 @@ end
 
 -- push(data): queue data (a string or number) and start sending it
 function async_chat:push(data)
-  local kind = type(data)
-  if kind == "number" then
-    data = tostring(data)
-  elseif kind ~= "string" then
-    error("bad argument #1 to 'push' (string expected, got " .. kind .. ")", 2)
-  end
+  data = asyncore._data_arg(data, "push")
   local size = self.ac_out_buffer_size
   if #data > size then
     for i = 1, #data, size do fifo_push(self.producer_fifo, data:sub(i, i + size - 1)) end

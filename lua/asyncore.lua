@@ -559,13 +559,17 @@ function dispatcher_with_send:writable()
   return not self.connected or #self.out_buffer > 0
 end
 
+-- _data_arg(value, fname): value as the string to queue (a number converts, as
+-- Lua converts it); anything else raises an error naming fname's caller.
+function M._data_arg(value, fname)
+  local kind = type(value)
+  if kind == "string" then return value end
+  if kind == "number" then return tostring(value) end
+  error(("bad argument #1 to '%s' (string expected, got %s)"):format(fname, kind), 3)
+end
+
 function dispatcher_with_send:send(data)
-  local kind = type(data)
-  if kind == "number" then
-    data = tostring(data)
-  elseif kind ~= "string" then
-    error("bad argument #1 to 'send' (string expected, got " .. kind .. ")", 2)
-  end
+  data = M._data_arg(data, "send")
   if self.debug then self:log_info("sending " .. ("%q"):format(data)) end
   self.out_buffer = self.out_buffer .. data
   self:initiate_send()

@@ -555,3 +555,37 @@ describe("a pass over an empty map", function()
     asyncore.loop { timeout = 1000, map = {}, count = 5 }
   end)
 end)
+
+describe("a hang-up with unread data", function()
+  after_each(function() asyncore.close_all(nil, true) end)
+
+  for _, backend in ipairs(BACKENDS) do
+    it("loses no byte: reads drain it and EOF closes (" .. backend .. ")", function()
+      local client, server = connected_pair(backend)
+      local payload = ("0123456789"):rep(10)
+      local got, closes = {}, 0
+      client.writable = function() return false end
+      client.handle_read = function(self) got[#got + 1] = self:recv(7) end
+      client.handle_close = function(self)
+        closes = closes + 1
+        self:close()
+      end
+      -- data waiting, the peer gone and our side shut for writing: POLLIN|POLLHUP
+      assert.are.equal(#payload, server.socket:send(payload))
+      server:close()
+      client:shutdown(asyncore.SHUT_WR)
+      for _ = 1, 100 do
+        if closes > 0 then break end
+        asyncore.loop { timeout = 0.05, backend = backend, count = 1 }
+      end
+      assert.are.equal(payload, table.concat(got))
+      assert.are.equal(1, closes)
+    end)
+  end
+
+  it("readwrite with POLLHUP alone still calls handle_close", function()
+    local closed = false
+    asyncore.readwrite({ handle_close = function() closed = true end }, asyncore.POLLHUP)
+    assert.is_true(closed)
+  end)
+end)

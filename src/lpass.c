@@ -103,10 +103,15 @@ static int expt_body(lua_State *L)
     return 0;
 }
 
-/* A channel removed by one of its own handlers gets no further event. */
+/* A channel removed by one of its own handlers gets no further event.  A hang-up
+ * that comes with readable data is left to the reads: they drain the data and
+ * the EOF read calls handle_close, so no byte is lost and poll behaves as select
+ * (Python's poll2 closes at once and drops what is unread). */
 static int readwrite_body(lua_State *L)
 {
     int events = (int)lua_tointeger(L, 2);
+    if ((events & AS_READ) && !(events & (AS_ERR | AS_NVAL)))
+        events &= ~AS_HUP;
     if (events & AS_READ)
         call_method(L, 1, "handle_read_event");
     if ((events & AS_WRITE) && still_current(L))
