@@ -75,10 +75,24 @@ function M.capture_stderr(fn)
   return s
 end
 
--- Waits about `seconds` without spinning: one select() pass over an empty map
--- sleeps for its timeout, as Python's asyncore.poll does.
+-- Waits about `seconds` without spinning: one poll() pass over a private map
+-- whose only channel is an unbound UDP socket that never becomes readable.
+-- (A pass over an empty map returns at once, as in Python.)
+local idle_map
 function M.pause(seconds)
-  asyncore.poll(seconds, {})
+  if idle_map == nil then
+    local sock = assert(core.socket(asyncore.AF_INET, asyncore.SOCK_DGRAM))
+    idle_map = {
+      [sock:fileno()] = {
+        socket = sock,
+        readable = function() return true end,
+        writable = function() return false end,
+        handle_read_event = function() end,
+        handle_error = function(_, err) error(err, 0) end,
+      },
+    }
+  end
+  asyncore.poll2(seconds, idle_map)
 end
 
 -- Runs single loop passes until pred() is true, at most `passes` of them (as
