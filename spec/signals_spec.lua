@@ -4,19 +4,8 @@ local asyncore = require "asyncore"
 
 local ENV = ("LUA_PATH='%s' LUA_CPATH='%s'"):format(package.path, package.cpath)
 
-local function write_file(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
-
-local function read_file(path)
-  local f = io.open(path)
-  if not f then return "" end
-  local text = f:read("a")
-  f:close()
-  return text
-end
+local support = require "support"
+local write_file, read_file = support.write_file, support.read_file
 
 -- Runs script with lua5.4 in the background, waits (a bounded number of
 -- checks) for it to print "ready", sends SIGINT, and returns its exit code,

@@ -45,8 +45,6 @@ enum {
     UV_COUNT = UV_MSGH
 };
 
-#define as_state_of(L) ((as_state *)lua_touserdata((L), lua_upvalueindex(1)))
-
 /* lerror.c: OS errors as "<call>: <strerror> (<ERRNO_NAME>)". */
 const char *as_push_oserror(lua_State *L, const char *call, int err);
 int as_fail(lua_State *L, const char *call, int err); /* pushes nil, message, errno */
