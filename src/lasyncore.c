@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -15,6 +16,9 @@ static int state_gc(lua_State *L)
     as_state *st = lua_touserdata(L, 1);
     as_loop_free(st->loop);
     st->loop = NULL;
+    free(st->scratch);
+    st->scratch = NULL;
+    st->scratch_size = 0;
     return 0;
 }
 
@@ -74,6 +78,20 @@ static const luaL_Reg functions[] = {
     {"readwrite", as_readwrite},
     {"dispatcher_send", as_dispatcher_send},
     {"dispatcher_recv", as_dispatcher_recv},
+    {"chat_set_terminator", as_chat_set_terminator},
+    {"chat_get_terminator", as_chat_get_terminator},
+    {"chat_collect", as_chat_collect},
+    {"chat_get_data", as_chat_get_data},
+    {"chat_handle_read", as_chat_handle_read},
+    {"chat_handle_write", as_chat_handle_write},
+    {"chat_push", as_chat_push},
+    {"chat_push_with_producer", as_chat_push_with_producer},
+    {"chat_close_when_done", as_chat_close_when_done},
+    {"chat_initiate_send", as_chat_initiate_send},
+    {"chat_writable", as_chat_writable},
+    {"chat_discard_buffers", as_chat_discard_buffers},
+    {"chat_out_buffered", as_chat_out_buffered},
+    {"find_prefix_at_end", as_find_prefix_at_end},
     {"set_defaults", l_set_defaults},
     {"backends", l_backends},
     {"default_backend", l_default_backend},
@@ -130,6 +148,8 @@ int luaopen_asyncore_core(lua_State *L)
 
     as_state *st = lua_newuserdatauv(L, sizeof *st, UV_COUNT);
     st->loop = NULL;
+    st->scratch = NULL;
+    st->scratch_size = 0;
     lua_newtable(L);
     lua_pushcfunction(L, state_gc);
     lua_setfield(L, -2, "__gc");
@@ -151,6 +171,7 @@ int luaopen_asyncore_core(lua_State *L)
     as_open_errors(L);
     set_constants(L);
     as_open_socket(L);
+    as_open_chat(L);
 
     /* As Python does at start-up: a write to a closed pipe or socket is an EPIPE
      * error, not the death of the process.  A handler the host set is kept. */

@@ -33,6 +33,8 @@ typedef struct as_handle {
  * Its user values hold Lua objects the loop needs (see enum below). */
 typedef struct as_state {
     as_loop *loop;
+    char *scratch; /* where async_chat's reads land before framing */
+    size_t scratch_size;
 } as_state;
 
 enum {
@@ -72,6 +74,13 @@ size_t as_check_size(lua_State *L, int arg); /* a positive size, capped at AS_RE
 /* ldispatcher.c: the dispatcher methods that touch the socket on hot paths. */
 int as_dispatcher_send(lua_State *L);
 int as_dispatcher_recv(lua_State *L);
+int as_is_disconnect(int err); /* errno means the peer is gone */
+/* The handle of the channel at idx; raises, naming call, when it has no socket. */
+as_handle *as_channel_handle(lua_State *L, int idx, const char *call);
+/* One send or recv on h, retried on EINTR: bytes, or -1 with errno set. */
+long as_handle_send(as_handle *h, const char *p, size_t n);
+long as_handle_recv(as_handle *h, char *p, size_t n);
+void as_call_method(lua_State *L, int obj, const char *name); /* obj:name(), unprotected */
 
 /* lpass.c: one loop pass and the event dispatch helpers. */
 int as_pass(lua_State *L);
@@ -80,5 +89,26 @@ int as_write(lua_State *L);
 int as_exception(lua_State *L);
 int as_readwrite(lua_State *L);
 int as_message_handler(lua_State *L); /* upvalue 1: the state */
+/* The error on top of the stack, raised by a handler of obj: propagate it (ExitNow,
+ * Ctrl-C) or pass it to obj's handle_close (a disconnect, if asked) or handle_error. */
+void as_route_error(lua_State *L, int obj, int disconnect_closes);
+
+/* lchat.c: async_chat's framing and output queue. */
+void as_open_chat(lua_State *L); /* registers the buffers' metatable */
+int as_chat_wants_write(lua_State *L, int obj); /* async_chat.writable(), in C */
+int as_chat_set_terminator(lua_State *L);
+int as_chat_get_terminator(lua_State *L);
+int as_chat_collect(lua_State *L);
+int as_chat_get_data(lua_State *L);
+int as_chat_handle_read(lua_State *L);
+int as_chat_handle_write(lua_State *L);
+int as_chat_push(lua_State *L);
+int as_chat_push_with_producer(lua_State *L);
+int as_chat_close_when_done(lua_State *L);
+int as_chat_initiate_send(lua_State *L);
+int as_chat_writable(lua_State *L);
+int as_chat_discard_buffers(lua_State *L);
+int as_chat_out_buffered(lua_State *L);
+int as_find_prefix_at_end(lua_State *L);
 
 #endif

@@ -7,15 +7,15 @@
 #include "lcore.h"
 
 /* Errors that mean the peer is gone: the channel is closed, not failed. */
-static int is_disconnect(int err)
+int as_is_disconnect(int err)
 {
     return err == ECONNRESET || err == ENOTCONN || err == ESHUTDOWN || err == ECONNABORTED ||
            err == EPIPE || err == EBADF;
 }
 
-static as_handle *handle_of(lua_State *L, const char *call)
+as_handle *as_channel_handle(lua_State *L, int idx, const char *call)
 {
-    lua_getfield(L, 1, "socket");
+    lua_getfield(L, idx, "socket");
     as_handle *h = as_test_handle(L, -1);
     if (h == NULL)
         luaL_error(L, "%s: the dispatcher has no socket (call create_socket or set_socket first)",
@@ -24,11 +24,43 @@ static as_handle *handle_of(lua_State *L, const char *call)
     return h;
 }
 
-static void call_handle_close(lua_State *L)
+void as_call_method(lua_State *L, int obj, const char *name)
 {
-    lua_getfield(L, 1, "handle_close");
-    lua_pushvalue(L, 1);
+    lua_getfield(L, obj, name);
+    lua_pushvalue(L, obj);
     lua_call(L, 1, 0);
+}
+
+long as_handle_send(as_handle *h, const char *p, size_t n)
+{
+    ssize_t sent;
+    do {
+        if (h->fd < 0) {
+            sent = -1;
+            errno = EBADF;
+        } else if (h->family == 0) {
+            sent = write(h->fd, p, n);
+        } else {
+            sent = send(h->fd, p, n, SEND_FLAGS);
+        }
+    } while (sent < 0 && errno == EINTR);
+    return (long)sent;
+}
+
+long as_handle_recv(as_handle *h, char *p, size_t n)
+{
+    ssize_t got;
+    do {
+        if (h->fd < 0) {
+            got = -1;
+            errno = EBADF;
+        } else if (h->family == 0) {
+            got = read(h->fd, p, n);
+        } else {
+            got = recv(h->fd, p, n, 0);
+        }
+    } while (got < 0 && errno == EINTR);
+    return (long)got;
 }
 
 /* send(data) -> bytes sent; 0 when the socket would block or the peer is gone
@@ -38,18 +70,8 @@ int as_dispatcher_send(lua_State *L)
     luaL_checktype(L, 1, LUA_TTABLE);
     size_t len;
     const char *data = luaL_checklstring(L, 2, &len);
-    as_handle *h = handle_of(L, "send");
-    ssize_t n;
-    do {
-        if (h->fd < 0) {
-            n = -1;
-            errno = EBADF;
-        } else if (h->family == 0) {
-            n = write(h->fd, data, len);
-        } else {
-            n = send(h->fd, data, len, SEND_FLAGS);
-        }
-    } while (n < 0 && errno == EINTR);
+    as_handle *h = as_channel_handle(L, 1, "send");
+    long n = as_handle_send(h, data, len);
     if (n >= 0) {
         lua_pushinteger(L, n);
         return 1;
@@ -59,8 +81,8 @@ int as_dispatcher_send(lua_State *L)
         lua_pushinteger(L, 0);
         return 1;
     }
-    if (is_disconnect(err)) {
-        call_handle_close(L);
+    if (as_is_disconnect(err)) {
+        as_call_method(L, 1, "handle_close");
         lua_pushinteger(L, 0);
         return 1;
     }
@@ -73,27 +95,17 @@ int as_dispatcher_recv(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     size_t size = as_check_size(L, 2);
-    as_handle *h = handle_of(L, "recv");
+    as_handle *h = as_channel_handle(L, 1, "recv");
     luaL_Buffer b;
     char *p = luaL_buffinitsize(L, &b, size);
-    ssize_t n;
-    do {
-        if (h->fd < 0) {
-            n = -1;
-            errno = EBADF;
-        } else if (h->family == 0) {
-            n = read(h->fd, p, size);
-        } else {
-            n = recv(h->fd, p, size, 0);
-        }
-    } while (n < 0 && errno == EINTR);
+    long n = as_handle_recv(h, p, size);
     int err = errno;
     if (n > 0) {
         luaL_pushresultsize(&b, (size_t)n);
         return 1;
     }
-    if (n == 0 || is_disconnect(err)) {
-        call_handle_close(L);
+    if (n == 0 || as_is_disconnect(err)) {
+        as_call_method(L, 1, "handle_close");
         lua_pushliteral(L, "");
         return 1;
     }

@@ -46,24 +46,16 @@ static int is_disconnect_error(lua_State *L, int err)
     return 0;
 }
 
-/* obj:name(), unprotected. */
-static void call_method(lua_State *L, int obj, const char *name)
-{
-    lua_getfield(L, obj, name);
-    lua_pushvalue(L, obj);
-    lua_call(L, 1, 0);
-}
-
 /* The error at the top of the stack, raised by a handler of obj: propagate it,
  * or pass it on to handle_close or handle_error as Python does.  Errors raised
  * by those two propagate out of the loop, as in Python. */
-static void route_error(lua_State *L, int obj, int disconnect_closes)
+void as_route_error(lua_State *L, int obj, int disconnect_closes)
 {
     int err = lua_gettop(L);
     if (must_propagate(L, err))
         lua_error(L);
     if (disconnect_closes && is_disconnect_error(L, err)) {
-        call_method(L, obj, "handle_close");
+        as_call_method(L, obj, "handle_close");
         return;
     }
     lua_getfield(L, obj, "handle_error");
@@ -87,19 +79,19 @@ static int still_current(lua_State *L)
 
 static int read_body(lua_State *L)
 {
-    call_method(L, 1, "handle_read_event");
+    as_call_method(L, 1, "handle_read_event");
     return 0;
 }
 
 static int write_body(lua_State *L)
 {
-    call_method(L, 1, "handle_write_event");
+    as_call_method(L, 1, "handle_write_event");
     return 0;
 }
 
 static int expt_body(lua_State *L)
 {
-    call_method(L, 1, "handle_expt_event");
+    as_call_method(L, 1, "handle_expt_event");
     return 0;
 }
 
@@ -113,13 +105,13 @@ static int readwrite_body(lua_State *L)
     if ((events & AS_READ) && !(events & (AS_ERR | AS_NVAL)))
         events &= ~AS_HUP;
     if (events & AS_READ)
-        call_method(L, 1, "handle_read_event");
+        as_call_method(L, 1, "handle_read_event");
     if ((events & AS_WRITE) && still_current(L))
-        call_method(L, 1, "handle_write_event");
+        as_call_method(L, 1, "handle_write_event");
     if ((events & AS_PRI) && still_current(L))
-        call_method(L, 1, "handle_expt_event");
+        as_call_method(L, 1, "handle_expt_event");
     if ((events & (AS_HUP | AS_ERR | AS_NVAL)) && still_current(L))
-        call_method(L, 1, "handle_close");
+        as_call_method(L, 1, "handle_close");
     return 0;
 }
 
@@ -137,7 +129,7 @@ static void run(lua_State *L, lua_CFunction body, int obj, int events, int map, 
         lua_pushnil(L);
     lua_pushinteger(L, fd);
     if (lua_pcall(L, 4, 0, base + 1) != LUA_OK)
-        route_error(L, obj, disconnect_closes);
+        as_route_error(L, obj, disconnect_closes);
     lua_settop(L, base);
 }
 
@@ -226,6 +218,9 @@ static int interest_of(lua_State *L, int obj, int select_mode)
     } else if (lua_rawequal(L, -2, -3)) {
         lua_pop(L, 3);
         writable = 1;
+    } else if (lua_tocfunction(L, -3) == as_chat_writable) {
+        lua_pop(L, 3);
+        writable = as_chat_wants_write(L, obj);
     } else {
         lua_pop(L, 2);
         lua_pushvalue(L, obj);
@@ -296,7 +291,7 @@ static void collect(lua_State *L, as_state *st, int select_mode, int snap, int m
             lua_error(L);
         lua_rawgeti(L, snap, cs.fd);
         lua_replace(L, base + 2); /* the channel, in place of the handler; error above it */
-        route_error(L, base + 2, 0);
+        as_route_error(L, base + 2, 0);
         lua_settop(L, base);
         lua_pushinteger(L, cs.fd); /* go on after the channel that failed */
     }
