@@ -9,7 +9,8 @@ SRC         = $(wildcard src/*.c)
 OBJ         = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRC))
 CORE        = $(BUILD)/asyncore/core.so
 BUSTED     ?= /usr/bin/busted
-DEBIAN_PKGS = lua5.4 liblua5.4-dev lua-busted luarocks gcc make python3 netcat-openbsd
+DEBIAN_PKGS = lua5.4 liblua5.4-dev lua-busted luarocks gcc make python3 netcat-openbsd \
+              curl wrk redis-tools telnet
 
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/spec/?.lua;;
 export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;

@@ -23,9 +23,12 @@ build = {
          sources = {
             "src/backend_poll.c",
             "src/backend_select.c",
+            "src/buffer.c",
             "src/errnames.c",
+            "src/framing.c",
             "src/laddr.c",
             "src/lasyncore.c",
+            "src/lchat.c",
             "src/ldispatcher.c",
             "src/lerror.c",
             "src/loop.c",
