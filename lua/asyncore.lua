@@ -105,15 +105,19 @@ function M.loop(timeout, use_poll, map, count)
   map = check_map(map, "loop")
   local pass = core.pass
   if count == nil then
+    local full = true -- the first pass looks at every channel
     while next(map) ~= nil do
-      pass(timeout, map, backend)
+      pass(timeout, map, backend, full)
+      full = false
     end
   else
     if math.type(count) ~= "integer" then
       error("bad argument 'count' to 'loop' (integer expected, got " .. tostring(count) .. ")", 2)
     end
+    local full = true
     while next(map) ~= nil and count > 0 do
-      pass(timeout, map, backend)
+      pass(timeout, map, backend, full)
+      full = false
       count = count - 1
     end
   end
@@ -121,11 +125,11 @@ end
 
 -- poll(timeout, map): one pass with select(); poll2: one pass with poll()
 function M.poll(timeout, map)
-  core.pass(check_timeout(timeout, 0.0, "poll"), check_map(map, "poll"), "select")
+  core.pass(check_timeout(timeout, 0.0, "poll"), check_map(map, "poll"), "select", true)
 end
 
 function M.poll2(timeout, map)
-  core.pass(check_timeout(timeout, 0.0, "poll2"), check_map(map, "poll2"), "poll")
+  core.pass(check_timeout(timeout, 0.0, "poll2"), check_map(map, "poll2"), "poll", true)
 end
 M.poll3 = M.poll2
 
@@ -298,9 +302,14 @@ function dispatcher:__close()
   self:close()
 end
 
+-- The loop keeps interest between passes: add_channel, del_channel and the
+-- methods that change what a channel waits for tell it (core.touch).
+local touch, unregister = core.touch, core.unregister
+
 function dispatcher:add_channel(map)
   map = map or self._map
   map[self._fileno] = self
+  touch(self)
 end
 
 function dispatcher:del_channel(map)
@@ -308,6 +317,7 @@ function dispatcher:del_channel(map)
   map = map or self._map
   -- Only this channel's own entry: its fd may belong to a new channel already.
   if fd ~= nil and map ~= nil and rawequal(map[fd], self) then
+    unregister(map, fd)
     map[fd] = nil
   end
   self._fileno = nil
@@ -352,6 +362,7 @@ end
 function dispatcher:listen(num)
   local sock = socket_of(self, "listen")
   self.accepting = true
+  touch(self)
   return checked(sock:listen(num))
 end
 
@@ -367,6 +378,7 @@ function dispatcher:connect(host, port)
   local sock = socket_of(self, "connect")
   self.connected = false
   self.connecting = true
+  touch(self)
   local err, message = sock:connect_ex(host, port)
   if err == nil then raise(message) end
   if connect_pending[err] then
@@ -572,6 +584,7 @@ function dispatcher_with_send:send(data)
   data = M._data_arg(data, "send")
   if self.debug then self:log_info("sending " .. ("%q"):format(data)) end
   self.out_buffer = self.out_buffer .. data
+  touch(self)
   self:initiate_send()
 end
 

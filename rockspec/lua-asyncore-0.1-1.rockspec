@@ -21,6 +21,7 @@ build = {
       asynchat = "lua/asynchat.lua",
       ["asyncore.core"] = {
          sources = {
+            "src/backend_epoll.c",
             "src/backend_poll.c",
             "src/backend_select.c",
             "src/buffer.c",
@@ -33,6 +34,7 @@ build = {
             "src/lerror.c",
             "src/loop.c",
             "src/lpass.c",
+            "src/lregistry.c",
             "src/lsocket.c",
          },
          defines = { "_POSIX_C_SOURCE=200809L" },

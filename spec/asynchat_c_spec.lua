@@ -274,3 +274,136 @@ describe("async_chat in C", function()
     end)
   end)
 end)
+
+-- Channels without sockets: recv and send are the script's, so each case
+-- controls exactly what arrives and what leaves.
+describe("async_chat in C against scripts that change things under it", function()
+  local function bare(class_fields)
+    local Chat = asynchat.async_chat:subclass(class_fields)
+    local ch = setmetatable({}, Chat)
+    ch:discard_buffers()
+    ch.connected = true
+    return ch, Chat
+  end
+
+  it("survives a field lookup that empties the input while collecting", function()
+    local ch, Chat = bare {
+      recv = function() return ("x"):rep(10000) end,
+      collect_incoming_data = function(self, d) self.got = (self.got or 0) + #d end,
+      found_terminator = function() end,
+    }
+    ch:set_terminator("\n")
+    setmetatable(ch, { __index = function(t, k)
+      if k == "max_in_buffer" then t:discard_buffers(); return nil end
+      return Chat[k]
+    end })
+    ch:handle_read()
+    assert.is_nil(ch.got) -- the bytes went with discard_buffers; none invented
+  end)
+
+  it("survives a field lookup that empties or grows the queue while sending", function()
+    local sent = {}
+    local ch, Chat = bare {
+      send = function(_, d) sent[#sent + 1] = d; return #d end,
+      collect_incoming_data = function() end,
+      found_terminator = function() end,
+    }
+    ch.connected = false
+    ch:push("hello")
+    ch.connected = true
+    setmetatable(ch, { __index = function(t, k)
+      if k == "ac_out_buffer_size" then t:discard_buffers(); return 65536 end
+      return Chat[k]
+    end })
+    ch:initiate_send()
+    assert.same({}, sent)
+    ch = bare {
+      send = function(_, d) sent[#sent + 1] = d; return #d end,
+      collect_incoming_data = function() end,
+      found_terminator = function() end,
+    }
+    ch.connected = false
+    ch:push("hello")
+    ch.connected = nil
+    local grow = true
+    local Chat2 = getmetatable(ch)
+    setmetatable(ch, { __index = function(t, k)
+      if k == "connected" then
+        if grow then grow = false; for _ = 1, 16 do t:close_when_done() end end
+        return true
+      end
+      return Chat2[k]
+    end })
+    ch:initiate_send()
+    assert.same({ "hello" }, sent)
+  end)
+
+  it("does not count a message twice towards max_in_buffer after a handler error", function()
+    local reads, fail = { "0123456789", "\n" }, true
+    local ch = bare {
+      recv = function() return table.remove(reads, 1) end,
+      collect_incoming_data = function(self, d)
+        if fail then fail = false; error("transient") end
+        self.got = d
+      end,
+      found_terminator = function(self) self.message = self.got end,
+    }
+    ch.max_in_buffer = 15
+    ch:set_terminator("\n")
+    assert.is_false(pcall(ch.handle_read, ch))
+    assert.is_true(pcall(ch.handle_read, ch))
+    assert.equal("0123456789", ch.message)
+  end)
+
+  it("accepts whole floats for limits and counts", function()
+    local reads = { "abcd" }
+    local ch = bare {
+      recv = function() return table.remove(reads, 1) or "" end,
+      collect_incoming_data = asynchat.async_chat._collect_incoming_data,
+      found_terminator = function(self) self.message = self:_get_data() end,
+    }
+    ch.max_in_buffer = 2 ^ 20
+    ch.ac_in_buffer_size = 2 ^ 16
+    ch:set_terminator(4 / 2)
+    assert.equal(2, ch:get_terminator())
+    assert.equal("integer", math.type(ch:get_terminator()))
+    ch:handle_read()
+    assert.equal("ab", ch.message)
+  end)
+
+  it("sends what a producer returns even when it discarded the queue, as Python", function()
+    local sent = {}
+    local ch
+    ch = bare {
+      send = function(_, d) sent[#sent + 1] = d; return #d end,
+      collect_incoming_data = function() end,
+      found_terminator = function() end,
+    }
+    local n = 0
+    ch:push_with_producer { more = function()
+      n = n + 1
+      if n == 1 then ch:discard_buffers(); return "last-words" end
+      return ""
+    end }
+    ch:push("after")
+    for _ = 1, 5 do if ch:writable() then ch:handle_write() end end
+    assert.equal("last-words|after", table.concat(sent, "|"))
+  end)
+
+  it("find_prefix_at_end with an empty needle is -1, as Python's", function()
+    assert.equal(-1, asynchat.find_prefix_at_end("abc", ""))
+    assert.equal(2, asynchat.find_prefix_at_end("xxab", "abc"))
+  end)
+
+  it("a map entry that is not a table never reaches the C buffers", function()
+    local sock = assert(asyncore.socket(asyncore.AF_INET))
+    local saved = { string.readable, string.writable }
+    string.readable = function() return false end
+    string.writable = asynchat.async_chat.writable
+    -- (a crash would end the whole run; an error is what Python gives too)
+    local ok, err = pcall(asyncore.loop, 0, false, { [sock:fileno()] = "not a channel" }, 1)
+    string.readable, string.writable = saved[1], saved[2]
+    sock:close()
+    assert.is_true(ok or type(err) == "string")
+  end)
+end)

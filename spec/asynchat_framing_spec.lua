@@ -1020,12 +1020,19 @@ for _, fam in ipairs(FAMILIES) do
         check_errors(0)
         feed(("b"):rep(60))
         check_errors(1)
-        feed("\0" .. ("c"):rep(9)) -- still over the limit
-        check_errors(2)
+        -- over the limit nothing more is read (memory stays bounded), and
+        -- each pass reports it again
+        local got = chat.got
+        send_all(ctx, client, "\0" .. ("c"):rep(9))
+        for _ = 1, 3 do pass(ctx) end
+        assert.are.equal(got, chat.got, ctx.where)
+        assert.is_true(#chat.errors >= 2, ctx.where)
+        check_errors(#chat.errors)
         assert.are.same({}, chat.msgs, ctx.where)
+        chat.errors = {}
         chat.max_in_buffer = 1000
         feed("d\r\ne")
-        check_errors(2)
+        check_errors(0)
         assert.are.same({ ("a"):rep(60) .. ("b"):rep(60) .. "\0" .. ("c"):rep(9) .. "d" }, chat.msgs, ctx.where)
         assert.are.equal("e", collected(chat), ctx.where)
         -- the limit is per message: many messages under it, far more in all
@@ -1034,18 +1041,18 @@ for _, fam in ipairs(FAMILIES) do
         for i = 1, 12 do lines[i] = string.char(64 + i):rep(ctx.rng:int(60, 100)) end
         local stream = "\r\n" .. table.concat(lines, "\r\n") .. "\r\n"
         for _, chunk in ipairs(split(ctx.rng, stream, "random")) do feed(chunk) end
-        check_errors(2)
+        check_errors(0)
         assert.are.same({ "e" }, { table.unpack(chat.msgs, 2, 2) }, ctx.where)
         assert.are.same(lines, { table.unpack(chat.msgs, 3) }, ctx.where)
         chat.msgs = { chat.msgs[1] }
         -- the terminator in the same read as the excess
         chat.max_in_buffer = 100
         feed(("f"):rep(150) .. "\r\nnext\r\nrest")
-        check_errors(3)
+        check_errors(1)
         assert.are.equal(1, #chat.msgs, ctx.where)
         chat.max_in_buffer = nil
         feed("!")
-        check_errors(3)
+        check_errors(1)
         assert.are.same({ ("a"):rep(60) .. ("b"):rep(60) .. "\0" .. ("c"):rep(9) .. "d", ("f"):rep(150), "next" },
           chat.msgs, ctx.where)
         assert.are.equal("rest!", collected(chat), ctx.where)

@@ -1,7 +1,10 @@
 /* The interface every readiness backend implements: one file per backend.
- * A backend collects the interest declared for one pass and waits on it. */
+ * A backend holds the interest the loop registered, changed only when it
+ * changes, and waits on it. */
 #ifndef AS_BACKEND_H
 #define AS_BACKEND_H
+
+#include <stddef.h>
 
 #include "loop.h"
 
@@ -9,19 +12,30 @@ struct as_backend {
     const char *name;
     /* Largest fd accepted, or -1 for none. */
     int fd_limit;
-    /* NULL when out of memory. */
+    /* NULL, with errno, on failure. */
     void *(*create)(void);
     void (*destroy)(void *state);
-    /* Forgets the interest declared so far. */
-    void (*clear)(void *state);
-    /* Declares interest for the next wait: 0, or -1 with errno. */
-    int (*watch)(void *state, int fd, int mask);
-    /* Waits; fills *fired (owned by the backend); clears the interest.
-     * Returns the count, or -1 with errno. */
+    /* Changes fd's interest from old to mask (AS_READ|AS_WRITE|AS_PRI; either
+     * may be 0, never both): 0, or -1 with errno. */
+    int (*set)(void *state, int fd, int old, int mask);
+    /* Waits; fills *fired (owned by the backend).  Returns the count, or -1
+     * with errno. */
     int (*wait)(void *state, double timeout, as_event **fired);
 };
 
 extern const as_backend as_backend_select;
 extern const as_backend as_backend_poll;
+#ifdef __linux__
+extern const as_backend as_backend_epoll;
+#endif
+#if defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__) || defined(__NetBSD__) || \
+    defined(__DragonFly__)
+#define AS_HAVE_KQUEUE 1
+extern const as_backend as_backend_kqueue;
+#endif
+
+/* Grows *array (of elem-byte items, *capacity of them) to hold at least need
+ * items, doubling; new items are zeroed.  0, or -1 with errno ENOMEM. */
+int as_grow(void **array, size_t *capacity, size_t need, size_t elem);
 
 #endif

@@ -1,4 +1,4 @@
-/* The poll(2) backend: a pollfd array rebuilt each pass. */
+/* The poll(2) backend: a pollfd array with a slot per watched fd. */
 #include <errno.h>
 #include <math.h>
 #include <poll.h>
@@ -9,8 +9,12 @@
 
 typedef struct poll_state {
     struct pollfd *fds;
+    size_t fds_cap;
+    int count;
+    int *slot_of; /* by fd: index in fds plus 1, 0 when unwatched */
+    size_t slot_cap;
     as_event *fired;
-    int count, capacity;
+    size_t fired_cap;
 } poll_state;
 
 static void *poll_create(void)
@@ -22,48 +26,38 @@ static void poll_destroy(void *state)
 {
     poll_state *s = state;
     free(s->fds);
+    free(s->slot_of);
     free(s->fired);
     free(s);
 }
 
-static void poll_clear(void *state)
+static short poll_events(int mask)
 {
-    ((poll_state *)state)->count = 0;
+    return (short)(((mask & AS_READ) ? POLLIN : 0) | ((mask & AS_WRITE) ? POLLOUT : 0) |
+                   ((mask & AS_PRI) ? POLLPRI : 0));
 }
 
-static int grow(poll_state *s)
-{
-    int capacity = s->capacity ? s->capacity * 2 : 64;
-    struct pollfd *fds = realloc(s->fds, (size_t)capacity * sizeof *fds);
-    if (fds == NULL)
-        return -1;
-    s->fds = fds;
-    as_event *fired = realloc(s->fired, (size_t)capacity * sizeof *fired);
-    if (fired == NULL)
-        return -1;
-    s->fired = fired;
-    s->capacity = capacity;
-    return 0;
-}
-
-static int poll_watch(void *state, int fd, int mask)
+static int poll_set(void *state, int fd, int old, int mask)
 {
     poll_state *s = state;
-    if (s->count == s->capacity && grow(s) != 0) {
-        errno = ENOMEM;
-        return -1;
+    if (old == 0) {
+        if (as_grow((void **)&s->slot_of, &s->slot_cap, (size_t)fd + 1, sizeof *s->slot_of) != 0 ||
+            as_grow((void **)&s->fds, &s->fds_cap, (size_t)s->count + 1, sizeof *s->fds) != 0)
+            return -1;
+        s->fds[s->count].fd = fd;
+        s->fds[s->count].events = poll_events(mask);
+        s->slot_of[fd] = ++s->count;
+        return 0;
     }
-    short events = 0;
-    if (mask & AS_READ)
-        events |= POLLIN;
-    if (mask & AS_WRITE)
-        events |= POLLOUT;
-    if (mask & AS_PRI)
-        events |= POLLPRI;
-    s->fds[s->count].fd = fd;
-    s->fds[s->count].events = events;
-    s->fds[s->count].revents = 0;
-    s->count++;
+    int slot = s->slot_of[fd] - 1;
+    if (mask != 0) {
+        s->fds[slot].events = poll_events(mask);
+        return 0;
+    }
+    /* the last slot fills the hole */
+    s->fds[slot] = s->fds[--s->count];
+    s->slot_of[s->fds[slot].fd] = slot + 1;
+    s->slot_of[fd] = 0;
     return 0;
 }
 
@@ -78,31 +72,20 @@ static int timeout_ms(double timeout)
 static int poll_wait(void *state, double timeout, as_event **fired)
 {
     poll_state *s = state;
-    int count = s->count;
-    s->count = 0;
-    int n = poll(s->fds, (nfds_t)count, timeout_ms(timeout));
+    if (as_grow((void **)&s->fired, &s->fired_cap, (size_t)s->count + 1, sizeof *s->fired) != 0)
+        return -1;
+    int n = poll(s->fds, (nfds_t)s->count, timeout_ms(timeout));
     if (n < 0)
         return -1;
     int nfired = 0;
-    for (int i = 0; i < count && nfired < n; i++) {
+    for (int i = 0; i < s->count && nfired < n; i++) {
         short r = s->fds[i].revents;
         if (r == 0)
             continue;
-        int events = 0;
-        if (r & POLLIN)
-            events |= AS_READ;
-        if (r & POLLOUT)
-            events |= AS_WRITE;
-        if (r & POLLPRI)
-            events |= AS_PRI;
-        if (r & POLLHUP)
-            events |= AS_HUP;
-        if (r & POLLERR)
-            events |= AS_ERR;
-        if (r & POLLNVAL)
-            events |= AS_NVAL;
         s->fired[nfired].fd = s->fds[i].fd;
-        s->fired[nfired].events = events;
+        s->fired[nfired].events = ((r & POLLIN) ? AS_READ : 0) | ((r & POLLOUT) ? AS_WRITE : 0) |
+                                  ((r & POLLPRI) ? AS_PRI : 0) | ((r & POLLHUP) ? AS_HUP : 0) |
+                                  ((r & POLLERR) ? AS_ERR : 0) | ((r & POLLNVAL) ? AS_NVAL : 0);
         nfired++;
     }
     *fired = s->fired;
@@ -114,7 +97,6 @@ const as_backend as_backend_poll = {
     .fd_limit = -1,
     .create = poll_create,
     .destroy = poll_destroy,
-    .clear = poll_clear,
-    .watch = poll_watch,
+    .set = poll_set,
     .wait = poll_wait,
 };

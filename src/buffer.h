@@ -13,7 +13,7 @@ typedef struct as_buf {
 #define AS_BUF_INIT {NULL, 0, 0, 0}
 
 static inline size_t as_buf_len(const as_buf *b) { return b->end - b->start; }
-static inline const char *as_buf_bytes(const as_buf *b) { return b->data + b->start; }
+static inline const char *as_buf_bytes(const as_buf *b) { return b->data ? b->data + b->start : ""; }
 
 int as_buf_append(as_buf *b, const char *p, size_t n); /* 0, or -1 (ENOMEM) */
 void as_buf_consume(as_buf *b, size_t n);              /* clamps at the length */

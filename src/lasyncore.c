@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -16,6 +17,7 @@ static int state_gc(lua_State *L)
     as_state *st = lua_touserdata(L, 1);
     as_loop_free(st->loop);
     st->loop = NULL;
+    as_registry_free(&st->reg);
     free(st->scratch);
     st->scratch = NULL;
     st->scratch_size = 0;
@@ -72,6 +74,8 @@ static const luaL_Reg functions[] = {
     {"set_blocking", as_set_blocking},
     {"fileno", as_fileno},
     {"pass", as_pass},
+    {"touch", as_touch},
+    {"unregister", as_unregister},
     {"read", as_read},
     {"write", as_write},
     {"_exception", as_exception},
@@ -147,9 +151,7 @@ int luaopen_asyncore_core(lua_State *L)
     lua_newtable(L);
 
     as_state *st = lua_newuserdatauv(L, sizeof *st, UV_COUNT);
-    st->loop = NULL;
-    st->scratch = NULL;
-    st->scratch_size = 0;
+    memset(st, 0, sizeof *st);
     lua_newtable(L);
     lua_pushcfunction(L, state_gc);
     lua_setfield(L, -2, "__gc");

@@ -2,6 +2,7 @@
  * with Python 3.11 asynchat's semantics.  Lua is called only for the script's
  * own handlers, so a line protocol costs a found_terminator call per message. */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +22,7 @@ typedef struct as_chat {
     as_buf incoming;  /* gathered by the built-in _collect_incoming_data */
     as_outq out;
     lua_Integer held; /* bytes passed on since the last string terminator */
+    int last_token;   /* producers are numbered, never reused */
 } as_chat;
 
 static int chat_gc(lua_State *L)
@@ -89,12 +91,24 @@ static int truthy_field(lua_State *L, int self, const char *name)
     return truth;
 }
 
+/* The integer at idx, whole floats included; *ok says whether it was one. */
+static lua_Integer to_integer(lua_State *L, int idx, int *ok)
+{
+    lua_Integer n = lua_tointegerx(L, idx, ok);
+    if (!*ok || lua_type(L, idx) == LUA_TSTRING) {
+        *ok = 0;
+        n = 0;
+    }
+    return n;
+}
+
 /* A positive integer field of self: the buffer sizes. */
 static size_t size_field(lua_State *L, int self, const char *name, const char *call)
 {
     lua_getfield(L, self, name);
-    lua_Integer n = lua_tointeger(L, -1);
-    if (n <= 0)
+    int ok;
+    lua_Integer n = to_integer(L, -1, &ok);
+    if (!ok || n <= 0)
         luaL_error(L, "%s: %s must be a positive integer", call, name);
     lua_pop(L, 1);
     return n > AS_RECV_MAX ? AS_RECV_MAX : (size_t)n;
@@ -145,8 +159,12 @@ int as_chat_set_terminator(lua_State *L)
 {
     int kind = lua_type(L, 2);
     if (kind == LUA_TNUMBER) {
-        luaL_argcheck(L, lua_isinteger(L, 2), 2, "the number of bytes must be an integer");
-        luaL_argcheck(L, lua_tointeger(L, 2) >= 0, 2, "the number of bytes must be positive");
+        int ok;
+        lua_Integer n = to_integer(L, 2, &ok);
+        luaL_argcheck(L, ok, 2, "the number of bytes must be an integer");
+        luaL_argcheck(L, n >= 0, 2, "the number of bytes must be positive");
+        lua_pushinteger(L, n);
+        lua_replace(L, 2);
     } else if (kind != LUA_TSTRING && kind != LUA_TNIL && kind != LUA_TNONE) {
         return luaL_typeerror(L, 2, "string, integer or nil");
     }
@@ -185,35 +203,55 @@ int as_chat_get_data(lua_State *L)
     return 1;
 }
 
+/* The max_in_buffer limit; 0 when there is none. */
+static int in_limit(lua_State *L, lua_Integer *limit)
+{
+    lua_getfield(L, 1, "max_in_buffer");
+    int ok, has_limit = !lua_isnil(L, -1);
+    *limit = to_integer(L, -1, &ok);
+    if (has_limit && !ok)
+        luaL_error(L, "handle_read: max_in_buffer must be an integer or nil");
+    lua_pop(L, 1);
+    return has_limit;
+}
+
+static void over_limit(lua_State *L, lua_Integer held, lua_Integer limit)
+{
+    lua_pushfstring(L, "async_chat: %I bytes without a terminator exceed max_in_buffer (%I)", held,
+                    limit);
+    lua_error(L);
+}
+
 /* Passes the first n bytes of c->in to collect_incoming_data.  Under a string
  * terminator, max_in_buffer bounds what one message may hold: past it the
- * bytes stay in c->in and the error reaches handle_error. */
+ * bytes stay in c->in and the error reaches handle_error.  Every lookup comes
+ * before c->in is read: a lookup may run Lua that changes it. */
 static void collect(lua_State *L, as_chat *c, size_t n, int string_terminator)
 {
-    if (string_terminator) {
-        lua_getfield(L, 1, "max_in_buffer");
-        int has_limit = !lua_isnil(L, -1);
-        lua_Integer limit = lua_tointeger(L, -1);
-        if (has_limit && !lua_isinteger(L, -1))
-            luaL_error(L, "handle_read: max_in_buffer must be an integer or nil");
-        lua_pop(L, 1);
-        lua_Integer held = c->held + (lua_Integer)n;
-        if (has_limit && held > limit) {
-            lua_pushfstring(L, "async_chat: %I bytes without a terminator exceed max_in_buffer (%I)",
-                            held, limit);
-            lua_error(L);
-        }
-        c->held = held;
-    }
-    if (is_builtin(L, 1, "collect_incoming_data", as_chat_collect)) {
-        if (as_buf_append(&c->incoming, as_buf_bytes(&c->in), n) != 0)
-            nomemory(L, "handle_read");
+    lua_Integer limit = 0;
+    int has_limit = string_terminator && in_limit(L, &limit);
+    int builtin = is_builtin(L, 1, "collect_incoming_data", as_chat_collect);
+    if (!builtin)
+        lua_getfield(L, 1, "collect_incoming_data");
+    if (n > as_buf_len(&c->in))
+        n = as_buf_len(&c->in);
+    if (n == 0) { /* the lookups emptied the input */
+        lua_settop(L, lua_gettop(L) - !builtin);
         return;
     }
-    lua_getfield(L, 1, "collect_incoming_data");
-    lua_pushvalue(L, 1);
-    lua_pushlstring(L, as_buf_bytes(&c->in), n);
-    lua_call(L, 2, 0);
+    lua_Integer held = c->held + (lua_Integer)n;
+    if (has_limit && held > limit)
+        over_limit(L, held, limit);
+    if (builtin) {
+        if (as_buf_append(&c->incoming, as_buf_bytes(&c->in), n) != 0)
+            nomemory(L, "handle_read");
+    } else {
+        lua_pushvalue(L, 1);
+        lua_pushlstring(L, as_buf_bytes(&c->in), n);
+        lua_call(L, 2, 0);
+    }
+    if (string_terminator)
+        c->held = held;
 }
 
 static void push_terminator(lua_State *L)
@@ -326,10 +364,33 @@ static int receive(lua_State *L, as_chat *c)
     return 1;
 }
 
+/* While a message is over max_in_buffer (a handle_error that did not close),
+ * nothing more is read: the limit bounds memory too. */
+static void check_held(lua_State *L, as_chat *c)
+{
+    lua_Integer limit;
+    if (c->held == 0 && as_buf_len(&c->in) == 0)
+        return;
+    push_terminator(L);
+    size_t tlen;
+    const char *term = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &tlen) : NULL;
+    if (term == NULL || tlen == 0 || !in_limit(L, &limit)) {
+        lua_pop(L, 1);
+        return;
+    }
+    /* a whole message waiting (a handler failed before it) is framed as usual */
+    int whole = as_find(as_buf_bytes(&c->in), as_buf_len(&c->in), term, tlen) != NULL;
+    lua_pop(L, 1);
+    lua_Integer held = c->held + (lua_Integer)as_buf_len(&c->in);
+    if (!whole && held > limit)
+        over_limit(L, held, limit);
+}
+
 int as_chat_handle_read(lua_State *L)
 {
     lua_settop(L, 1);
     as_chat *c = push_chat(L, 1);
+    check_held(L, c);
     if (receive(L, c))
         frame(L, c);
     return 0;
@@ -349,8 +410,8 @@ static void send_failed(lua_State *L, int self, int err)
         report_oserror(L, self, "send", err);
 }
 
-/* Asks the producer behind token for its next piece, which goes in front of it;
- * a finished producer leaves the queue. */
+/* Asks the producer behind token for its next piece, which goes in front of it
+ * (as Python's appendleft); a finished producer leaves the queue. */
 static void produce(lua_State *L, as_chat *c, int chat, int token)
 {
     int top = lua_gettop(L);
@@ -368,17 +429,15 @@ static void produce(lua_State *L, as_chat *c, int chat, int token)
     if (kind != LUA_TNIL && kind != LUA_TSTRING)
         luaL_error(L, "initiate_send: a producer returned a %s, not a string", luaL_typename(L, -1));
     const char *data = lua_tolstring(L, -1, &len);
-    as_out_entry *e = as_outq_front(&c->out);
-    if (e == NULL || e->kind != AS_OUT_TOKEN || e->token != token) {
-        lua_settop(L, top); /* the producer discarded the queue itself */
-        return;
-    }
     if (len > 0) {
         if (as_outq_push_front_bytes(&c->out, data, len) != 0)
             nomemory(L, "initiate_send");
     } else {
-        as_outq_pop(&c->out);
-        luaL_unref(L, top + 1, token);
+        as_out_entry *e = as_outq_front(&c->out);
+        if (e != NULL && e->kind == AS_OUT_TOKEN && e->token == token)
+            as_outq_pop(&c->out);
+        lua_pushnil(L);
+        lua_rawseti(L, top + 1, token);
     }
     lua_settop(L, top);
 }
@@ -388,24 +447,33 @@ static void produce(lua_State *L, as_chat *c, int chat, int token)
 static void initiate_send(lua_State *L, int self, as_chat *c, int chat)
 {
     for (;;) {
+        /* Lookups first: they may run Lua that changes the queue. */
+        if (as_outq_empty(&c->out) || !truthy_field(L, self, "connected"))
+            return;
         as_out_entry *e = as_outq_front(&c->out);
-        if (e == NULL || !truthy_field(L, self, "connected"))
+        if (e == NULL)
             return;
         if (e->kind == AS_OUT_TOKEN) {
-            if (e->token == CLOSE_TOKEN) {
+            int token = e->token;
+            if (token == CLOSE_TOKEN) {
                 as_outq_pop(&c->out);
                 as_call_method(L, self, "handle_close");
                 return;
             }
-            produce(L, c, chat, e->token);
+            produce(L, c, chat, token);
             continue;
         }
         size_t n = size_field(L, self, "ac_out_buffer_size", "initiate_send");
+        as_handle *h = NULL;
+        if (is_builtin(L, self, "send", as_dispatcher_send))
+            h = as_channel_handle(L, self, "send");
         e = as_outq_front(&c->out);
+        if (e == NULL || e->kind != AS_OUT_BYTES)
+            continue;
         if (n > as_buf_len(&e->bytes))
             n = as_buf_len(&e->bytes);
-        if (is_builtin(L, self, "send", as_dispatcher_send)) {
-            long sent = as_handle_send(as_channel_handle(L, self, "send"), as_buf_bytes(&e->bytes), n);
+        if (h != NULL) {
+            long sent = as_handle_send(h, as_buf_bytes(&e->bytes), n);
             if (sent > 0)
                 as_outq_consume(&c->out, (size_t)sent);
             else if (sent < 0)
@@ -464,12 +532,15 @@ int as_chat_push(lua_State *L)
         size_t done = sent > 0 ? (size_t)sent : 0;
         if (as_outq_push_bytes(&c->out, data + done, len - done) != 0)
             return nomemory(L, "push");
+        if (done < len)
+            as_touch_channel(L, 1); /* now it waits to write */
         if (sent < 0)
             send_failed(L, 1, err);
         return 0;
     }
     if (as_outq_push_bytes(&c->out, data, len) != 0)
         return nomemory(L, "push");
+    as_touch_channel(L, 1);
     start_sending(L, 1, c, 3);
     return 0;
 }
@@ -493,15 +564,17 @@ int as_chat_push_with_producer(lua_State *L)
         if (as_outq_push_bytes(&c->out, data, len) != 0)
             return nomemory(L, "push_with_producer");
     } else {
+        if (c->last_token == INT_MAX)
+            c->last_token = CLOSE_TOKEN; /* numbers of producers long gone come back */
+        int token = ++c->last_token;
+        if (as_outq_push_token(&c->out, token) != 0)
+            return nomemory(L, "push_with_producer");
         lua_getiuservalue(L, 3, UV_PRODUCERS);
         lua_pushvalue(L, 2);
-        int token = luaL_ref(L, -2);
-        if (as_outq_push_token(&c->out, token) != 0) {
-            luaL_unref(L, -1, token);
-            return nomemory(L, "push_with_producer");
-        }
+        lua_rawseti(L, -2, token);
         lua_pop(L, 1);
     }
+    as_touch_channel(L, 1);
     start_sending(L, 1, c, 3);
     return 0;
 }
@@ -512,15 +585,19 @@ int as_chat_close_when_done(lua_State *L)
     as_chat *c = push_chat(L, 1);
     if (as_outq_push_token(&c->out, CLOSE_TOKEN) != 0)
         return nomemory(L, "close_when_done");
+    as_touch_channel(L, 1);
     return 0;
 }
 
 int as_chat_wants_write(lua_State *L, int obj)
 {
-    lua_pushliteral(L, CHAT_FIELD);
-    lua_rawget(L, obj);
-    as_chat *c = luaL_testudata(L, -1, CHAT_MT);
-    lua_pop(L, 1);
+    as_chat *c = NULL;
+    if (lua_type(L, obj) == LUA_TTABLE) {
+        lua_pushliteral(L, CHAT_FIELD);
+        lua_rawget(L, obj);
+        c = luaL_testudata(L, -1, CHAT_MT);
+        lua_pop(L, 1);
+    }
     return (c != NULL && !as_outq_empty(&c->out)) || !truthy_field(L, obj, "connected");
 }
 
@@ -541,6 +618,7 @@ int as_chat_discard_buffers(lua_State *L)
     as_outq_clear(&c->out);
     c->held = 0;
     new_producers(L, 2);
+    as_touch_channel(L, 1);
     return 0;
 }
 
@@ -558,6 +636,10 @@ int as_find_prefix_at_end(lua_State *L)
     size_t n, nlen;
     const char *hay = luaL_checklstring(L, 1, &n);
     const char *needle = luaL_checklstring(L, 2, &nlen);
+    if (nlen == 0) {
+        lua_pushinteger(L, -1); /* as Python's: len(needle) - 1 */
+        return 1;
+    }
     lua_pushinteger(L, (lua_Integer)as_prefix_at_end(hay, n, needle, nlen));
     return 1;
 }

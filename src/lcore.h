@@ -31,8 +31,24 @@ typedef struct as_handle {
 
 /* The binding's per-Lua-state object, upvalue 1 of every core function.
  * Its user values hold Lua objects the loop needs (see enum below). */
+/* Which channels a pass must look at (lregistry.c): the registry mirrors one
+ * map; only channels with overridden readable/writable (polled) and channels
+ * something happened to (dirty) are looked at, the rest keep their interest. */
+typedef struct as_registry {
+    unsigned char *flags; /* by fd: REG_* bits */
+    size_t flags_cap;
+    int *polled, npolled; /* fds asked readable()/writable() every pass */
+    size_t polled_cap;
+    int *dirty, ndirty; /* fds to look at in the next pass */
+    size_t dirty_cap;
+    int *work, nwork; /* the current pass's list */
+    size_t work_cap;
+    unsigned passes; /* since the last full look at the map */
+} as_registry;
+
 typedef struct as_state {
     as_loop *loop;
+    as_registry reg;
     char *scratch; /* where async_chat's reads land before framing */
     size_t scratch_size;
 } as_state;
@@ -44,7 +60,9 @@ enum {
     UV_WRITABLE,      /* dispatcher.writable */
     UV_SEND_WRITABLE, /* dispatcher_with_send.writable */
     UV_MSGH,          /* the message handler of every protected handler call */
-    UV_COUNT = UV_MSGH
+    UV_MIRROR,        /* the map the registry mirrors */
+    UV_KNOWN,         /* fd -> channel as the registry last saw it */
+    UV_COUNT = UV_KNOWN
 };
 
 /* lerror.c: OS errors as "<call>: <strerror> (<ERRNO_NAME>)". */
@@ -92,6 +110,18 @@ int as_message_handler(lua_State *L); /* upvalue 1: the state */
 /* The error on top of the stack, raised by a handler of obj: propagate it (ExitNow,
  * Ctrl-C) or pass it to obj's handle_close (a disconnect, if asked) or handle_error. */
 void as_route_error(lua_State *L, int obj, int disconnect_closes);
+
+/* lregistry.c: the channels a pass looks at. */
+void as_registry_free(as_registry *reg);
+/* Marks fd to be looked at in the next pass (it changed, or had events). */
+int as_registry_touch(as_registry *reg, int fd);
+/* Brings the loop's interest up to date with map for one pass (all of it when
+ * full); errors of readable()/writable() go to the channel's handle_error. */
+void as_registry_update(lua_State *L, int map, int full);
+int as_touch(lua_State *L);      /* touch(channel): its state changed */
+int as_unregister(lua_State *L); /* unregister(map, fd): before del_channel's close */
+/* touch for a channel table at idx, via its _fileno; STATE is upvalue 1 */
+void as_touch_channel(lua_State *L, int idx);
 
 /* lchat.c: async_chat's framing and output queue. */
 void as_open_chat(lua_State *L); /* registers the buffers' metatable */

@@ -1,3 +1,4 @@
+/* The loop core: interest by fd, kept here and mirrored into the backend. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -5,40 +6,76 @@
 #include "backend.h"
 #include "loop.h"
 
+/* Best first: the first is the default. */
 static const as_backend *const backends[] = {
+#ifdef __linux__
+    &as_backend_epoll,
+#endif
+#ifdef AS_HAVE_KQUEUE
+    &as_backend_kqueue,
+#endif
     &as_backend_poll,
     &as_backend_select,
 };
 #define NBACKENDS (sizeof backends / sizeof backends[0])
 
-static const char *const backend_names[] = {"poll", "select", NULL};
-
 struct as_loop {
-    void *state[NBACKENDS]; /* each backend's state, created on first use */
-    int current;            /* index of the backend of the current pass, or -1 */
+    const as_backend *backend; /* current, or NULL */
+    void *state;               /* the current backend's */
+    unsigned char *interest;   /* by fd */
+    size_t capacity;
+    int count; /* fds with interest */
 };
+
+int as_grow(void **array, size_t *capacity, size_t need, size_t elem)
+{
+    if (need <= *capacity)
+        return 0;
+    size_t cap = *capacity ? *capacity : 64;
+    while (cap < need) {
+        if (cap > ((size_t)-1) / 2 / elem) {
+            errno = ENOMEM;
+            return -1;
+        }
+        cap *= 2;
+    }
+    char *p = realloc(*array, cap * elem);
+    if (p == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    memset(p + *capacity * elem, 0, (cap - *capacity) * elem);
+    *array = p;
+    *capacity = cap;
+    return 0;
+}
 
 as_loop *as_loop_new(void)
 {
-    as_loop *loop = calloc(1, sizeof *loop);
-    if (loop != NULL)
-        loop->current = -1;
-    return loop;
+    return calloc(1, sizeof(as_loop));
 }
 
 void as_loop_free(as_loop *loop)
 {
     if (loop == NULL)
         return;
-    for (size_t i = 0; i < NBACKENDS; i++)
-        if (loop->state[i] != NULL)
-            backends[i]->destroy(loop->state[i]);
+    if (loop->backend != NULL)
+        loop->backend->destroy(loop->state);
+    free(loop->interest);
     free(loop);
 }
 
 const char *const *as_loop_backend_names(void)
 {
-    return backend_names;
+    static const char *const names[] = {
+#ifdef __linux__
+        "epoll",
+#endif
+#ifdef AS_HAVE_KQUEUE
+        "kqueue",
+#endif
+        "poll", "select", NULL};
+    return names;
 }
 
 const char *as_loop_default_backend(void)
@@ -46,21 +83,36 @@ const char *as_loop_default_backend(void)
     return backends[0]->name;
 }
 
-int as_loop_begin(as_loop *loop, const char *backend)
+void as_loop_clear(as_loop *loop)
 {
+    if (loop->count > 0) {
+        for (size_t fd = 0; fd < loop->capacity; fd++)
+            if (loop->interest[fd] != 0)
+                as_loop_set(loop, (int)fd, 0);
+    }
+    if (loop->interest != NULL)
+        memset(loop->interest, 0, loop->capacity);
+    loop->count = 0;
+}
+
+int as_loop_use(as_loop *loop, const char *backend)
+{
+    if (loop->backend != NULL && strcmp(loop->backend->name, backend) == 0)
+        return 0;
     for (size_t i = 0; i < NBACKENDS; i++) {
         if (strcmp(backends[i]->name, backend) != 0)
             continue;
-        if (loop->state[i] == NULL) {
-            loop->state[i] = backends[i]->create();
-            if (loop->state[i] == NULL) {
-                errno = ENOMEM;
-                return -1;
-            }
-        }
-        backends[i]->clear(loop->state[i]);
-        loop->current = (int)i;
-        return 0;
+        void *state = backends[i]->create();
+        if (state == NULL)
+            return -1;
+        if (loop->backend != NULL)
+            loop->backend->destroy(loop->state);
+        loop->backend = backends[i];
+        loop->state = state;
+        if (loop->interest != NULL)
+            memset(loop->interest, 0, loop->capacity);
+        loop->count = 0;
+        return 1;
     }
     errno = ENOENT;
     return -1;
@@ -68,17 +120,27 @@ int as_loop_begin(as_loop *loop, const char *backend)
 
 const char *as_loop_backend_name(const as_loop *loop)
 {
-    return loop->current < 0 ? NULL : backends[loop->current]->name;
+    return loop->backend ? loop->backend->name : NULL;
 }
 
 int as_loop_fd_limit(const as_loop *loop)
 {
-    return loop->current < 0 ? -1 : backends[loop->current]->fd_limit;
+    return loop->backend ? loop->backend->fd_limit : -1;
 }
 
-int as_loop_watch(as_loop *loop, int fd, int mask)
+int as_loop_interest(const as_loop *loop, int fd)
 {
-    if (loop->current < 0) {
+    return fd >= 0 && (size_t)fd < loop->capacity ? loop->interest[fd] : 0;
+}
+
+int as_loop_count(const as_loop *loop)
+{
+    return loop->count;
+}
+
+int as_loop_set(as_loop *loop, int fd, int mask)
+{
+    if (loop->backend == NULL) {
         errno = EINVAL;
         return -1;
     }
@@ -86,21 +148,28 @@ int as_loop_watch(as_loop *loop, int fd, int mask)
         errno = EBADF;
         return -1;
     }
-    const as_backend *b = backends[loop->current];
-    if (b->fd_limit >= 0 && fd > b->fd_limit) {
+    mask &= AS_READ | AS_WRITE | AS_PRI;
+    int old = as_loop_interest(loop, fd);
+    if (old == mask)
+        return 0;
+    if (mask != 0 && loop->backend->fd_limit >= 0 && fd > loop->backend->fd_limit) {
         errno = ERANGE;
         return -1;
     }
-    return b->watch(loop->state[loop->current], fd, mask);
+    if (as_grow((void **)&loop->interest, &loop->capacity, (size_t)fd + 1, 1) != 0)
+        return -1;
+    if (loop->backend->set(loop->state, fd, old, mask) != 0)
+        return -1;
+    loop->interest[fd] = (unsigned char)mask;
+    loop->count += (mask != 0) - (old != 0);
+    return 0;
 }
 
 int as_loop_wait(as_loop *loop, double timeout, as_event **fired)
 {
-    if (loop->current < 0) {
+    if (loop->backend == NULL) {
         errno = EINVAL;
         return -1;
     }
-    int n = backends[loop->current]->wait(loop->state[loop->current], timeout, fired);
-    loop->current = -1;
-    return n;
+    return loop->backend->wait(loop->state, timeout, fired);
 }

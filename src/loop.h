@@ -1,6 +1,6 @@
-/* The event loop core: backend selection, interest for one pass, and the wait.
- * Pure C; knows nothing of Lua.  A pass is: as_loop_begin, as_loop_watch for
- * each fd of interest, then as_loop_wait, which returns the fired events. */
+/* The event loop core: the registry of interest by fd, the backend behind it,
+ * and the wait.  Pure C; knows nothing of Lua.  Interest persists between
+ * waits and reaches the backend only when it changes. */
 #ifndef AS_LOOP_H
 #define AS_LOOP_H
 
@@ -31,17 +31,27 @@ const char *const *as_loop_backend_names(void);
 /* The best backend for this platform. */
 const char *as_loop_default_backend(void);
 
-/* Starts a pass on the named backend: 0, or -1 with errno ENOENT (no such
- * backend) or ENOMEM.  Interest declared by an unfinished pass is dropped. */
-int as_loop_begin(as_loop *loop, const char *backend);
-/* The name of the backend of the current pass. */
+/* Makes the named backend current.  Switching drops all interest (the caller
+ * registers it again) and returns 1; staying returns 0; -1 with errno ENOENT
+ * (no such backend) or what creating it failed with. */
+int as_loop_use(as_loop *loop, const char *backend);
+/* The current backend's name (NULL before the first as_loop_use). */
 const char *as_loop_backend_name(const as_loop *loop);
-/* Declares interest (AS_READ|AS_WRITE|AS_PRI) in fd for this pass: 0, or -1
- * with errno EBADF (negative fd), ERANGE (fd too large for the backend, e.g.
- * select's FD_SETSIZE) or ENOMEM. */
-int as_loop_watch(as_loop *loop, int fd, int mask);
 /* The largest fd the current backend accepts, or -1 for no limit. */
 int as_loop_fd_limit(const as_loop *loop);
+
+/* fd's registered interest (0 if none). */
+int as_loop_interest(const as_loop *loop, int fd);
+/* Sets fd's interest (AS_READ|AS_WRITE|AS_PRI, 0 to drop it): 0, or -1 with
+ * errno EBADF (negative fd), ERANGE (fd too large for the backend, e.g.
+ * select's FD_SETSIZE), ENOMEM, or the backend's error.  An fd must be dropped
+ * before it is closed. */
+int as_loop_set(as_loop *loop, int fd, int mask);
+/* Drops all interest. */
+void as_loop_clear(as_loop *loop);
+/* The number of fds with interest. */
+int as_loop_count(const as_loop *loop);
+
 /* Waits up to timeout seconds (negative: no limit).  Returns the number of
  * fired events and points *fired at them (valid until the next wait), or -1
  * with errno (EINTR when a signal arrived). */

@@ -1,7 +1,6 @@
 /* One loop pass over a Lua map, and the protected dispatch of events to channels,
  * as Python asyncore's poll/poll2/read/write/readwrite do it. */
 #include <errno.h>
-#include <limits.h>
 #include <poll.h>
 #include <string.h>
 
@@ -172,132 +171,6 @@ int as_readwrite(lua_State *L)
 
 /* ---- the pass ---- */
 
-typedef struct collect_state {
-    as_loop *loop;
-    int select_mode;
-    int fd;    /* the channel being asked, for routing its error */
-    int fatal; /* the error is the loop's, not the channel's */
-} collect_state;
-
-static int truthy_field(lua_State *L, int obj, const char *name)
-{
-    lua_getfield(L, obj, name);
-    int truth = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    return truth;
-}
-
-/* Asks obj readable() and writable(), skipping the call where the method is the
- * built-in default; returns the interest mask for this pass. */
-static int interest_of(lua_State *L, int obj, int select_mode)
-{
-    int readable, writable;
-    lua_getfield(L, obj, "readable");
-    lua_getiuservalue(L, STATE, UV_READABLE);
-    if (lua_rawequal(L, -1, -2)) {
-        readable = 1;
-        lua_pop(L, 2);
-    } else {
-        lua_pop(L, 1);
-        lua_pushvalue(L, obj);
-        lua_call(L, 1, 1);
-        readable = lua_toboolean(L, -1);
-        lua_pop(L, 1);
-    }
-    lua_getfield(L, obj, "writable");
-    lua_getiuservalue(L, STATE, UV_WRITABLE);
-    lua_getiuservalue(L, STATE, UV_SEND_WRITABLE);
-    if (lua_rawequal(L, -1, -3)) {
-        lua_pop(L, 3);
-        writable = !truthy_field(L, obj, "connected");
-        if (!writable) {
-            lua_getfield(L, obj, "out_buffer");
-            writable = lua_rawlen(L, -1) > 0;
-            lua_pop(L, 1);
-        }
-    } else if (lua_rawequal(L, -2, -3)) {
-        lua_pop(L, 3);
-        writable = 1;
-    } else if (lua_tocfunction(L, -3) == as_chat_writable) {
-        lua_pop(L, 3);
-        writable = as_chat_wants_write(L, obj);
-    } else {
-        lua_pop(L, 2);
-        lua_pushvalue(L, obj);
-        lua_call(L, 1, 1);
-        writable = lua_toboolean(L, -1);
-        lua_pop(L, 1);
-    }
-    int accepting = writable && truthy_field(L, obj, "accepting");
-    int mask = 0;
-    if (readable)
-        mask |= select_mode ? AS_READ : AS_READ | AS_PRI;
-    if (writable && !accepting)
-        mask |= AS_WRITE;
-    if (select_mode && (readable || writable))
-        mask |= AS_PRI; /* select's exceptional set */
-    return mask;
-}
-
-/* Under lua_pcall: 1 collect_state, 2 snapshot (fd -> channel), 3 map, 4 resume key.
- * Declares each channel's interest; an error names the channel in state->fd. */
-static int collect_body(lua_State *L)
-{
-    collect_state *cs = lua_touserdata(L, 1);
-    lua_settop(L, 4);
-    while (lua_next(L, 2)) {
-        int fd = (int)lua_tointeger(L, -2), obj = lua_gettop(L);
-        cs->fd = fd;
-        lua_rawgeti(L, 3, fd);
-        int current = lua_rawequal(L, -1, obj);
-        lua_pop(L, 1);
-        int mask = current ? interest_of(L, obj, cs->select_mode) : 0;
-        if (mask != 0) {
-            /* its own readable() may have closed it */
-            lua_rawgeti(L, 3, fd);
-            current = lua_rawequal(L, -1, obj);
-            lua_pop(L, 1);
-        }
-        if (mask != 0 && current && as_loop_watch(cs->loop, fd, mask) != 0) {
-            cs->fatal = 1;
-            if (errno == ERANGE)
-                return luaL_error(L, "%s: fd %d is not below FD_SETSIZE (%d); use the poll or "
-                                     "epoll backend",
-                                  as_loop_backend_name(cs->loop), fd,
-                                  as_loop_fd_limit(cs->loop) + 1);
-            return as_raise(L, as_loop_backend_name(cs->loop), errno);
-        }
-        lua_settop(L, obj - 1);
-    }
-    return 0;
-}
-
-static void collect(lua_State *L, as_state *st, int select_mode, int snap, int map)
-{
-    collect_state cs = {st->loop, select_mode, -1, 0};
-    int base = lua_gettop(L);
-    lua_pushnil(L); /* the resume key */
-    for (;;) {
-        lua_getiuservalue(L, STATE, UV_MSGH);
-        lua_pushvalue(L, STATE); /* interest_of reads the defaults from the state */
-        lua_pushcclosure(L, collect_body, 1);
-        lua_pushlightuserdata(L, &cs);
-        lua_pushvalue(L, snap);
-        lua_pushvalue(L, map);
-        lua_pushvalue(L, base + 1);
-        if (lua_pcall(L, 4, 0, base + 2) == LUA_OK)
-            break;
-        if (cs.fatal)
-            lua_error(L);
-        lua_rawgeti(L, snap, cs.fd);
-        lua_replace(L, base + 2); /* the channel, in place of the handler; error above it */
-        as_route_error(L, base + 2, 0);
-        lua_settop(L, base);
-        lua_pushinteger(L, cs.fd); /* go on after the channel that failed */
-    }
-    lua_settop(L, base);
-}
-
 /* A signal handler may have set a hook for Lua to run (the standalone
  * interpreter's Ctrl-C does: count 1); then the pass must not block. */
 static int hook_pending(lua_State *L)
@@ -305,8 +178,22 @@ static int hook_pending(lua_State *L)
     return lua_gethook(L) != NULL && lua_gethookcount(L) == 1;
 }
 
-/* pass(timeout, map, backend): one pass, as Python's poll() (backend "select")
- * or poll2() (any other backend) */
+/* Events go to the channel the registry knew for the fd when the pass began,
+ * and only while the map still holds it: a channel removed, or an fd reused,
+ * during the pass gets nothing.  Each channel dispatched to is looked at in
+ * the next pass. */
+static int current(lua_State *L, as_state *st, int map, int known, int fd)
+{
+    as_registry_touch(&st->reg, fd);
+    lua_rawgeti(L, known, fd);
+    lua_rawgeti(L, map, fd);
+    int same = !lua_isnil(L, -1) && lua_rawequal(L, -1, -2);
+    lua_pop(L, 1);
+    return same; /* the channel stays on the stack */
+}
+
+/* pass(timeout, map, backend [, full]): one pass, as Python's poll() (backend
+ * "select") or poll2() (any other backend); full looks at every channel */
 int as_pass(lua_State *L)
 {
     as_state *st = lua_touserdata(L, STATE);
@@ -314,31 +201,22 @@ int as_pass(lua_State *L)
     luaL_argcheck(L, timeout >= 0, 1, "timeout must be a number >= 0");
     luaL_checktype(L, 2, LUA_TTABLE);
     const char *backend = luaL_checkstring(L, 3);
+    int full = lua_toboolean(L, 4);
     lua_settop(L, 3);
-    int select_mode = strcmp(backend, "select") == 0;
 
-    lua_newtable(L); /* 4: snapshot of the map, fd -> channel */
-    lua_pushnil(L);
-    while (lua_next(L, 2)) {
-        lua_Integer fd = lua_isinteger(L, -2) ? lua_tointeger(L, -2) : -1;
-        if (fd < 0 || fd > INT_MAX)
-            return luaL_error(L, "loop: map key %s is not a file descriptor",
-                              luaL_tolstring(L, -2, NULL));
-        lua_pushvalue(L, -2);
-        lua_insert(L, -2);
-        lua_rawset(L, 4);
-    }
-    lua_pushnil(L);
-    if (!lua_next(L, 4))
-        return 0; /* an empty map: Python's poll() and poll2() return at once */
-    lua_settop(L, 4);
-
-    if (as_loop_begin(st->loop, backend) != 0) {
+    int switched = as_loop_use(st->loop, backend);
+    if (switched < 0) {
         if (errno == ENOENT)
             return luaL_error(L, "loop: unknown backend '%s'", backend);
         return as_raise(L, "loop", errno);
     }
-    collect(L, st, select_mode, 4, 2);
+    as_registry_update(L, 2, full || switched);
+    lua_pushnil(L);
+    if (!lua_next(L, 2))
+        return 0; /* an empty map: Python's poll() and poll2() return at once */
+    lua_settop(L, 3);
+    lua_getiuservalue(L, STATE, UV_KNOWN); /* 4 */
+    int select_mode = strcmp(backend, "select") == 0;
 
     as_event *fired;
     double wait = hook_pending(L) ? 0 : (timeout >= 1e18 ? -1 : (double)timeout);
@@ -361,18 +239,14 @@ int as_pass(lua_State *L)
             for (int i = 0; i < n; i++) {
                 if (!(events[i].events & phases[p].bit))
                     continue;
-                lua_rawgeti(L, 4, events[i].fd); /* 6 */
-                lua_rawgeti(L, 2, events[i].fd);
-                if (lua_rawequal(L, -1, -2))
+                if (current(L, st, 2, 4, events[i].fd)) /* 6 */
                     run(L, phases[p].body, 6, 0, 0, -1, 0);
                 lua_settop(L, 5);
             }
         }
     } else {
         for (int i = 0; i < n; i++) {
-            lua_rawgeti(L, 4, events[i].fd);
-            lua_rawgeti(L, 2, events[i].fd);
-            if (lua_rawequal(L, -1, -2))
+            if (current(L, st, 2, 4, events[i].fd))
                 run(L, readwrite_body, 6, events[i].events, 2, events[i].fd, 1);
             lua_settop(L, 5);
         }
