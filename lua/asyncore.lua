@@ -302,14 +302,15 @@ function dispatcher:__close()
   self:close()
 end
 
--- The loop keeps interest between passes: add_channel, del_channel and the
--- methods that change what a channel waits for tell it (core.touch).
-local touch, unregister = core.touch, core.unregister
+-- The loop keeps interest between passes: add_channel and del_channel tell it
+-- (core.reset), as do the methods that change what a channel waits for
+-- (core.touch).
+local touch, reset = core.touch, core.reset
 
 function dispatcher:add_channel(map)
   map = map or self._map
   map[self._fileno] = self
-  touch(self)
+  reset(map, self._fileno)
 end
 
 function dispatcher:del_channel(map)
@@ -317,7 +318,7 @@ function dispatcher:del_channel(map)
   map = map or self._map
   -- Only this channel's own entry: its fd may belong to a new channel already.
   if fd ~= nil and map ~= nil and rawequal(map[fd], self) then
-    unregister(map, fd)
+    reset(map, fd)
     map[fd] = nil
   end
   self._fileno = nil

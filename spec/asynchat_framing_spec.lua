@@ -30,7 +30,7 @@ local FAMILIES = {
   { name = "TCP 127.0.0.1", family = asyncore.AF_INET },
   { name = "AF_UNIX", family = asyncore.AF_UNIX },
 }
-local BACKENDS = { "select", "poll" }
+local BACKENDS = asyncore.backends()
 
 ------------------------------------------------------------------------------
 -- a small seeded PRNG: xorshift64 (Marsaglia), on Lua 5.4's 64-bit integers

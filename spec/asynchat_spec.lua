@@ -15,6 +15,9 @@ local BACKENDS = {
   { name = "select", use_poll = false },
   { name = "poll", use_poll = true },
 }
+for _, name in ipairs(asyncore.backends()) do -- epoll, kqueue: by name
+  if name ~= "select" and name ~= "poll" then BACKENDS[#BACKENDS + 1] = { name = name, use_poll = name } end
+end
 
 -- Every string occurrence of `needle` removed from `s` (plain, no patterns).
 local function remove_all(s, needle)

@@ -86,6 +86,9 @@ local backends = {
   { name = "select", use_poll = false },
   { name = "poll", use_poll = true },
 }
+for _, name in ipairs(asyncore.backends()) do -- epoll, kqueue: by name
+  if name ~= "select" and name ~= "poll" then backends[#backends + 1] = { name = name, use_poll = name } end
+end
 
 local families = {
   { name = "AF_INET", family = asyncore.AF_INET, host = "127.0.0.1" },

@@ -2,7 +2,7 @@
 -- channels removed or fds reused during a pass, select's FD_SETSIZE.
 local asyncore = require "asyncore"
 
-local BACKENDS = { "select", "poll" }
+local BACKENDS = asyncore.backends()
 
 -- A connected pair of channels through a listener: returns client, server side.
 local function connected_pair(backend, Client, Server)

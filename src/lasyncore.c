@@ -75,7 +75,7 @@ static const luaL_Reg functions[] = {
     {"fileno", as_fileno},
     {"pass", as_pass},
     {"touch", as_touch},
-    {"unregister", as_unregister},
+    {"reset", as_reset},
     {"read", as_read},
     {"write", as_write},
     {"_exception", as_exception},

@@ -119,7 +119,7 @@ int as_registry_touch(as_registry *reg, int fd);
  * full); errors of readable()/writable() go to the channel's handle_error. */
 void as_registry_update(lua_State *L, int map, int full);
 int as_touch(lua_State *L);      /* touch(channel): its state changed */
-int as_unregister(lua_State *L); /* unregister(map, fd): before del_channel's close */
+int as_reset(lua_State *L);      /* reset(map, fd): fd joins or leaves the map */
 /* touch for a channel table at idx, via its _fileno; STATE is upvalue 1 */
 void as_touch_channel(lua_State *L, int idx);
 

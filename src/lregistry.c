@@ -162,6 +162,10 @@ static void look_at(lua_State *L, as_state *st, int fd, update_state *us)
     int select_mode = strcmp(as_loop_backend_name(st->loop), "select") == 0;
     lua_rawgeti(L, map, fd);
     int obj = lua_gettop(L);
+    lua_rawgeti(L, known, fd);
+    if (!lua_rawequal(L, -1, obj))
+        set_interest(L, st, fd, 0, us); /* a new channel: its fd may be a new file too */
+    lua_pop(L, 1);
     lua_pushvalue(L, obj);
     lua_rawseti(L, known, fd);
     if (lua_isnil(L, obj)) {
@@ -313,9 +317,11 @@ int as_touch(lua_State *L)
     return 0;
 }
 
-/* unregister(map, fd): fd leaves the map; while it is still open, its
- * interest goes (epoll must hear of it before the close) */
-int as_unregister(lua_State *L)
+/* reset(map, fd): fd joins or leaves the map.  Its interest goes at once, so
+ * that epoll hears of it while the fd is still open (before del_channel's
+ * close), and a new file on a reused fd number is registered afresh; the next
+ * pass looks at it. */
+int as_reset(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_Integer fd = luaL_checkinteger(L, 2);
