@@ -52,6 +52,13 @@ function async_chat:handle_close()
   self:close()
 end
 
+-- close(): replies pushed by the handlers of the read being framed go first
+local flush = core.chat_flush
+function async_chat:close()
+  flush(self)
+  dispatcher.close(self)
+end
+
 -- simple_producer(data [, buffer_size]): hands data out buffer_size bytes at a time
 local simple_producer = {}
 simple_producer.__index = simple_producer

@@ -461,17 +461,9 @@ function dispatcher:log_info(message, type_)
   end
 end
 
-function dispatcher:handle_read_event()
-  if self.accepting then
-    -- accepting sockets are never connected, they "spawn" new sockets that are
-    self:handle_accept()
-  elseif not self.connected then
-    if self.connecting then self:handle_connect_event() end
-    self:handle_read()
-  else
-    self:handle_read()
-  end
-end
+-- handle_read_event and handle_write_event run for every event: C has them,
+-- with Python's logic (src/ldispatcher.c).
+dispatcher.handle_read_event = core.dispatcher_handle_read_event
 
 function dispatcher:handle_connect_event()
   local err, message = socket_of(self, "connect"):getsockopt(M.SOL_SOCKET, M.SO_ERROR)
@@ -482,16 +474,7 @@ function dispatcher:handle_connect_event()
   self.connecting = false
 end
 
-function dispatcher:handle_write_event()
-  if self.accepting then
-    -- accepting sockets shouldn't get a write event: pretend it didn't happen
-    return
-  end
-  if not self.connected and self.connecting then
-    self:handle_connect_event()
-  end
-  self:handle_write()
-end
+dispatcher.handle_write_event = core.dispatcher_handle_write_event
 
 function dispatcher:handle_expt_event()
   -- an error on the socket, or out-of-band data: the error first
@@ -551,18 +534,13 @@ end
 local dispatcher_with_send = dispatcher:subclass { __name = "asyncore.dispatcher_with_send" }
 M.dispatcher_with_send = dispatcher_with_send
 
-local SEND_CHUNK = 65536
-
 function dispatcher_with_send.init(self, sock, map)
   dispatcher.init(self, sock, map)
   self.out_buffer = ""
 end
 
-function dispatcher_with_send:initiate_send()
-  local buffer = self.out_buffer
-  local sent = dispatcher.send(self, #buffer > SEND_CHUNK and buffer:sub(1, SEND_CHUNK) or buffer)
-  if sent > 0 then self.out_buffer = buffer:sub(sent + 1) end
-end
+-- initiate_send(): one send of at most 64 KiB of out_buffer (C)
+dispatcher_with_send.initiate_send = core.send_initiate_send
 
 function dispatcher_with_send:handle_write()
   self:initiate_send()

@@ -23,6 +23,7 @@ typedef struct as_chat {
     as_outq out;
     lua_Integer held; /* bytes passed on since the last string terminator */
     int last_token;   /* producers are numbered, never reused */
+    int corked;       /* inside handle_read: replies wait, then leave in one send */
 } as_chat;
 
 static int chat_gc(lua_State *L)
@@ -386,13 +387,39 @@ static void check_held(lua_State *L, as_chat *c)
         over_limit(L, held, limit);
 }
 
+static void initiate_send(lua_State *L, int self, as_chat *c, int chat);
+
+/* Replies pushed while one read is framed are sent together when it is done
+ * (one send, not one per message: with many small sends Nagle's algorithm
+ * would hold most of them back).  Only with the built-in initiate_send and
+ * send, whose calls the script cannot count. */
 int as_chat_handle_read(lua_State *L)
 {
     lua_settop(L, 1);
     as_chat *c = push_chat(L, 1);
     check_held(L, c);
-    if (receive(L, c))
-        frame(L, c);
+    if (!receive(L, c))
+        return 0;
+    c->corked = is_builtin(L, 1, "initiate_send", as_chat_initiate_send) &&
+                is_builtin(L, 1, "send", as_dispatcher_send);
+    frame(L, c);
+    if (c->corked) {
+        c->corked = 0;
+        initiate_send(L, 1, c, 2);
+    }
+    return 0;
+}
+
+/* _flush(): what a read's handlers pushed goes now (close() calls it first, so
+ * a reply pushed just before close() is sent, as in Python) */
+int as_chat_flush(lua_State *L)
+{
+    lua_settop(L, 1);
+    as_chat *c = push_chat(L, 1);
+    if (c->corked) {
+        c->corked = 0;
+        initiate_send(L, 1, c, 2);
+    }
     return 0;
 }
 
@@ -512,6 +539,7 @@ int as_chat_handle_write(lua_State *L)
 {
     lua_settop(L, 1);
     as_chat *c = push_chat(L, 1);
+    c->corked = 0;
     start_sending(L, 1, c, 2);
     return 0;
 }
@@ -524,6 +552,12 @@ int as_chat_push(lua_State *L)
     const char *data = luaL_checklstring(L, 2, &len);
     lua_settop(L, 2);
     as_chat *c = push_chat(L, 1);
+    if (c->corked) {
+        if (as_outq_push_bytes(&c->out, data, len) != 0)
+            return nomemory(L, "push");
+        as_touch_channel(L, 1);
+        return 0;
+    }
     if (as_outq_empty(&c->out) && is_builtin(L, 1, "initiate_send", as_chat_initiate_send) &&
         is_builtin(L, 1, "send", as_dispatcher_send) && truthy_field(L, 1, "connected")) {
         size_t n = size_field(L, 1, "ac_out_buffer_size", "push");
@@ -575,7 +609,8 @@ int as_chat_push_with_producer(lua_State *L)
         lua_pop(L, 1);
     }
     as_touch_channel(L, 1);
-    start_sending(L, 1, c, 3);
+    if (!c->corked)
+        start_sending(L, 1, c, 3);
     return 0;
 }
 

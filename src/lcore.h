@@ -93,6 +93,9 @@ size_t as_check_size(lua_State *L, int arg); /* a positive size, capped at AS_RE
 int as_dispatcher_send(lua_State *L);
 int as_dispatcher_recv(lua_State *L);
 int as_is_disconnect(int err); /* errno means the peer is gone */
+int as_dispatcher_handle_read_event(lua_State *L);
+int as_dispatcher_handle_write_event(lua_State *L);
+int as_send_initiate_send(lua_State *L); /* dispatcher_with_send's */
 /* The handle of the channel at idx; raises, naming call, when it has no socket. */
 as_handle *as_channel_handle(lua_State *L, int idx, const char *call);
 /* One send or recv on h, retried on EINTR: bytes, or -1 with errno set. */
@@ -132,6 +135,7 @@ int as_chat_collect(lua_State *L);
 int as_chat_get_data(lua_State *L);
 int as_chat_handle_read(lua_State *L);
 int as_chat_handle_write(lua_State *L);
+int as_chat_flush(lua_State *L);
 int as_chat_push(lua_State *L);
 int as_chat_push_with_producer(lua_State *L);
 int as_chat_close_when_done(lua_State *L);

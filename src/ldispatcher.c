@@ -111,3 +111,68 @@ int as_dispatcher_recv(lua_State *L)
     }
     return as_raise(L, "recv", err);
 }
+
+static int truthy_field(lua_State *L, int obj, const char *name)
+{
+    lua_getfield(L, obj, name);
+    int truth = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return truth;
+}
+
+/* handle_read_event(): Python's, in C: the loop calls it for every read. */
+int as_dispatcher_handle_read_event(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    if (truthy_field(L, 1, "accepting")) {
+        /* accepting sockets are never connected: they make new sockets */
+        as_call_method(L, 1, "handle_accept");
+        return 0;
+    }
+    if (!truthy_field(L, 1, "connected") && truthy_field(L, 1, "connecting"))
+        as_call_method(L, 1, "handle_connect_event");
+    as_call_method(L, 1, "handle_read");
+    return 0;
+}
+
+/* handle_write_event(): Python's, in C. */
+int as_dispatcher_handle_write_event(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    if (truthy_field(L, 1, "accepting"))
+        return 0; /* an accepting socket gets no write event: pretend none came */
+    if (!truthy_field(L, 1, "connected") && truthy_field(L, 1, "connecting"))
+        as_call_method(L, 1, "handle_connect_event");
+    as_call_method(L, 1, "handle_write");
+    return 0;
+}
+
+/* dispatcher_with_send.initiate_send(): one send of at most 64 KiB of
+ * out_buffer, through dispatcher.send's rules (as Python's). */
+int as_send_initiate_send(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    lua_getfield(L, 1, "out_buffer");
+    size_t len;
+    const char *buffer = lua_tolstring(L, 2, &len);
+    if (buffer == NULL)
+        return luaL_error(L, "initiate_send: out_buffer must be a string");
+    as_handle *h = as_channel_handle(L, 1, "send");
+    long n = as_handle_send(h, buffer, len > 65536 ? 65536 : len);
+    if (n > 0) {
+        lua_pushlstring(L, buffer + n, len - (size_t)n);
+        lua_setfield(L, 1, "out_buffer");
+        return 0;
+    }
+    int err = errno;
+    if (n == 0 || err == EAGAIN || err == EWOULDBLOCK)
+        return 0;
+    if (as_is_disconnect(err)) {
+        as_call_method(L, 1, "handle_close");
+        return 0;
+    }
+    return as_raise(L, "send", err);
+}
