@@ -102,6 +102,39 @@ describe("async_chat in C", function()
     end)
   end)
 
+  describe("replies to one read", function()
+    it("leave together when the read is framed", function()
+      local Replier = Collector:subclass {
+        found_terminator = function(self)
+          self:push(self:_get_data():upper() .. "\n")
+          self.queued[#self.queued + 1] = self:_out_buffered()
+        end,
+      }
+      chat, client = new_chat(Replier, map)
+      chat.queued = {}
+      chat:set_terminator("\n")
+      send_all(client, "a\nbb\nccc\n", map)
+      support.loop_until(function() return #chat.queued == 3 end, { map = map })
+      assert.same({ 2, 5, 9 }, chat.queued)
+      assert.equal(0, chat:_out_buffered())
+      assert.equal("A\nBB\nCCC\n", read_upto(client, 9, map))
+    end)
+
+    it("are sent before close() in found_terminator closes", function()
+      local Quitter = Collector:subclass {
+        found_terminator = function(self)
+          self:push("bye " .. self:_get_data() .. "\n")
+          self:close()
+        end,
+      }
+      chat, client = new_chat(Quitter, map)
+      chat:set_terminator("\n")
+      send_all(client, "now\n", map)
+      support.loop_until(function() return not chat.connected end, { map = map })
+      assert.equal("bye now\n", read_upto(client, 8, map))
+    end)
+  end)
+
   describe("overridden methods are still called", function()
     it("get_terminator", function()
       local Switching = Collector:subclass {
