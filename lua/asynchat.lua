@@ -34,9 +34,9 @@ local async_chat = dispatcher:subclass {
 }
 M.async_chat = async_chat
 
+-- The buffers (the _chat field) are made on first use: an idle channel has none.
 function async_chat.init(self, sock, map)
   self.max_in_buffer = 1024 * 1024
-  self:discard_buffers()
   dispatcher.init(self, sock, map)
 end
 

@@ -256,8 +256,7 @@ function dispatcher.init(self, sock, map)
   if map ~= nil and type(map) ~= "table" then
     error("bad argument #2 to 'init' (table expected, got " .. type(map) .. ")", 2)
   end
-  self._map = map or M.socket_map
-  self._fileno = nil
+  self._map = map -- nil: the global map (fields left at nil cost no memory)
   if sock then
     if not (getmetatable(sock) and sock.fileno) then
       error("bad argument #1 to 'init' (socket expected, got " .. type(sock) .. ")", 2)
@@ -308,14 +307,14 @@ end
 local touch, reset = core.touch, core.reset
 
 function dispatcher:add_channel(map)
-  map = map or self._map
+  map = map or self._map or M.socket_map
   map[self._fileno] = self
   reset(map, self._fileno)
 end
 
 function dispatcher:del_channel(map)
   local fd = self._fileno
-  map = map or self._map
+  map = map or self._map or M.socket_map
   -- Only this channel's own entry: its fd may belong to a new channel already.
   if fd ~= nil and map ~= nil and rawequal(map[fd], self) then
     reset(map, fd)
@@ -534,10 +533,7 @@ end
 local dispatcher_with_send = dispatcher:subclass { __name = "asyncore.dispatcher_with_send" }
 M.dispatcher_with_send = dispatcher_with_send
 
-function dispatcher_with_send.init(self, sock, map)
-  dispatcher.init(self, sock, map)
-  self.out_buffer = ""
-end
+dispatcher_with_send.out_buffer = "" -- on the class: an idle channel stores none
 
 -- initiate_send(): one send of at most 64 KiB of out_buffer (C)
 dispatcher_with_send.initiate_send = core.send_initiate_send

@@ -43,9 +43,20 @@ void as_open_chat(lua_State *L)
     lua_pop(L, 1);
 }
 
-static void new_producers(lua_State *L, int chat)
+static void drop_producers(lua_State *L, int chat)
 {
+    lua_pushnil(L);
+    lua_setiuservalue(L, chat, UV_PRODUCERS);
+}
+
+/* Pushes the producers table of the buffers at chat, made on first use. */
+static void push_producers(lua_State *L, int chat)
+{
+    if (lua_getiuservalue(L, chat, UV_PRODUCERS) == LUA_TTABLE)
+        return;
+    lua_pop(L, 1);
     lua_newtable(L);
+    lua_pushvalue(L, -1);
     lua_setiuservalue(L, chat, UV_PRODUCERS);
 }
 
@@ -61,10 +72,9 @@ static as_chat *push_chat(lua_State *L, int self)
     if (c != NULL)
         return c;
     lua_pop(L, 1);
-    c = lua_newuserdatauv(L, sizeof *c, 1);
+    c = lua_newuserdatauv(L, sizeof *c, 1); /* the producers table comes with the first */
     memset(c, 0, sizeof *c);
     luaL_setmetatable(L, CHAT_MT);
-    new_producers(L, lua_gettop(L));
     lua_pushliteral(L, CHAT_FIELD);
     lua_pushvalue(L, -2);
     lua_rawset(L, self);
@@ -442,7 +452,7 @@ static void send_failed(lua_State *L, int self, int err)
 static void produce(lua_State *L, as_chat *c, int chat, int token)
 {
     int top = lua_gettop(L);
-    lua_getiuservalue(L, chat, UV_PRODUCERS);
+    push_producers(L, chat);
     lua_rawgeti(L, top + 1, token);
     if (lua_isfunction(L, -1)) {
         lua_call(L, 0, 1);
@@ -603,7 +613,7 @@ int as_chat_push_with_producer(lua_State *L)
         int token = ++c->last_token;
         if (as_outq_push_token(&c->out, token) != 0)
             return nomemory(L, "push_with_producer");
-        lua_getiuservalue(L, 3, UV_PRODUCERS);
+        push_producers(L, 3);
         lua_pushvalue(L, 2);
         lua_rawseti(L, -2, token);
         lua_pop(L, 1);
@@ -652,7 +662,7 @@ int as_chat_discard_buffers(lua_State *L)
     as_buf_clear(&c->incoming);
     as_outq_clear(&c->out);
     c->held = 0;
-    new_producers(L, 2);
+    drop_producers(L, 2);
     as_touch_channel(L, 1);
     return 0;
 }
