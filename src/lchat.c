@@ -180,8 +180,12 @@ int as_chat_set_terminator(lua_State *L)
         return luaL_typeerror(L, 2, "string, integer or nil");
     }
     lua_settop(L, 2);
-    as_chat *c = push_chat(L, 1);
-    c->held = 0;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_pushliteral(L, CHAT_FIELD);
+    lua_rawget(L, 1);
+    as_chat *c = luaL_testudata(L, -1, CHAT_MT); /* none yet: nothing held */
+    if (c != NULL)
+        c->held = 0;
     lua_pushvalue(L, 2);
     lua_setfield(L, 1, "terminator");
     return 0;

@@ -138,8 +138,9 @@ static int interest_of(lua_State *L, int obj, int select_mode, int *polled)
 }
 
 typedef struct update_state {
-    int next;  /* index in the work list */
-    int fatal; /* the loop's own error, not a channel's */
+    int next;        /* index in the work list */
+    int fatal;       /* the loop's own error, not a channel's */
+    int select_mode; /* interest as select takes it */
 } update_state;
 
 static int set_interest(lua_State *L, as_state *st, int fd, int mask, update_state *us)
@@ -159,7 +160,6 @@ static int set_interest(lua_State *L, as_state *st, int fd, int mask, update_sta
 static void look_at(lua_State *L, as_state *st, int fd, update_state *us)
 {
     const int map = 1, known = 2;
-    int select_mode = strcmp(as_loop_backend_name(st->loop), "select") == 0;
     lua_rawgeti(L, map, fd);
     int obj = lua_gettop(L);
     lua_rawgeti(L, known, fd);
@@ -174,7 +174,7 @@ static void look_at(lua_State *L, as_state *st, int fd, update_state *us)
         return;
     }
     int polled;
-    int mask = interest_of(L, obj, select_mode, &polled);
+    int mask = interest_of(L, obj, us->select_mode, &polled);
     if (polled) {
         as_registry *reg = &st->reg;
         if (as_grow((void **)&reg->polled, &reg->polled_cap, (size_t)reg->npolled + 1, sizeof(int)) != 0)
@@ -272,7 +272,7 @@ void as_registry_update(lua_State *L, int map, int full)
     int known = base + 2;
     plan(L, reg, map, known, full);
 
-    update_state us = {0, 0};
+    update_state us = {0, 0, strcmp(as_loop_backend_name(st->loop), "select") == 0};
     for (;;) {
         lua_settop(L, known);
         lua_getiuservalue(L, STATE, UV_MSGH);
