@@ -11,11 +11,12 @@ CORE        = $(BUILD)/asyncore/core.so
 BUSTED     ?= /usr/bin/busted
 DEBIAN_PKGS = lua5.4 liblua5.4-dev lua-busted luarocks gcc make python3 netcat-openbsd \
               curl wrk redis-tools telnet
+BENCH_PKGS  = lua-luv lua-cqueues lua-socket python3
 
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/spec/?.lua;;
 export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
 
-.PHONY: all deps demo test asan valgrind rock clean
+.PHONY: all deps bench-deps demo test bench asan valgrind rock clean
 
 all: $(CORE)
 
@@ -36,6 +37,15 @@ deps:
 	  $$sudo apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q $$missing; \
 	fi
+
+# The peers bench/run measures against (Debian packages).
+bench-deps:
+	@$(MAKE) --no-print-directory deps DEBIAN_PKGS="$(BENCH_PKGS)"
+
+# Every echo server side by side, several rounds; the table goes to
+# build/bench/results.md (bench/RESULTS.md records a run).
+bench: bench-deps $(CORE)
+	bash bench/run $(BENCH_ARGS)
 
 demo: $(CORE)
 	$(LUA) examples/demo.lua

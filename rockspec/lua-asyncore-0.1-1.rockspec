@@ -22,6 +22,7 @@ build = {
       ["asyncore.core"] = {
          sources = {
             "src/backend_epoll.c",
+            "src/backend_kqueue.c",
             "src/backend_poll.c",
             "src/backend_select.c",
             "src/buffer.c",

@@ -31,6 +31,8 @@ extern const as_backend as_backend_epoll;
 #if defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__) || defined(__NetBSD__) || \
     defined(__DragonFly__)
 #define AS_HAVE_KQUEUE 1
+#endif
+#ifdef AS_HAVE_KQUEUE
 extern const as_backend as_backend_kqueue;
 #endif
 
