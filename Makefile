@@ -16,7 +16,7 @@ BENCH_PKGS  = lua-luv lua-cqueues lua-socket python3
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/spec/?.lua;;
 export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
 
-.PHONY: all deps bench-deps demo test bench asan valgrind rock clean
+.PHONY: all deps bench-deps demo test bench soak asan valgrind rock clean
 
 all: $(CORE)
 
@@ -46,6 +46,11 @@ bench-deps:
 # build/bench/results.md (bench/RESULTS.md records a run).
 bench: bench-deps $(CORE)
 	bash bench/run $(BENCH_ARGS)
+
+# 2,000 connections with traffic for SOAK_TIME seconds (default 60) against
+# the dispatcher_with_send and async_chat echo servers: fds and RSS must stay flat.
+soak: $(CORE)
+	bash bench/soak $(SOAK_TIME)
 
 demo: $(CORE)
 	$(LUA) examples/demo.lua
