@@ -16,7 +16,7 @@ BENCH_PKGS  = lua-luv lua-cqueues lua-socket python3
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/spec/?.lua;;
 export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
 
-.PHONY: all deps bench-deps demo test bench soak asan valgrind rock clean
+.PHONY: all deps bench-deps demo test bench soak fuzz asan valgrind rock clean
 
 all: $(CORE)
 
@@ -51,6 +51,20 @@ bench: bench-deps $(CORE)
 # the dispatcher_with_send and async_chat echo servers: fds and RSS must stay flat.
 soak: $(CORE)
 	bash bench/soak $(SOAK_TIME)
+
+# libFuzzer on the pure-C framing and output queue (src/framing.c, src/buffer.c),
+# checked against a model: built with clang into $(BUILD)/fuzz, run FUZZ_TIME
+# seconds on a copy of the seed corpus (spec/fuzz/corpus stays as committed).
+# A crash leaves $(BUILD)/fuzz/crash-*.
+FUZZ_CC   ?= clang
+FUZZ_TIME ?= 60
+fuzz:
+	@mkdir -p $(BUILD)/fuzz/corpus
+	$(FUZZ_CC) -g -O1 -std=c99 -D_POSIX_C_SOURCE=200809L -fsanitize=fuzzer,address,undefined \
+	  -fno-sanitize-recover=undefined -Isrc src/framing.c src/buffer.c spec/fuzz/framing_fuzz.c \
+	  -o $(BUILD)/fuzz/framing_fuzz
+	cp spec/fuzz/corpus/* $(BUILD)/fuzz/corpus/
+	cd $(BUILD)/fuzz && ./framing_fuzz -max_total_time=$(FUZZ_TIME) -print_final_stats=1 corpus
 
 demo: $(CORE)
 	$(LUA) examples/demo.lua

@@ -306,15 +306,27 @@ end
 -- (core.touch).
 local touch, reset = core.touch, core.reset
 
+-- map_arg(map, fname): the map a channel method works on (the channel's own,
+-- or the global one, when map is nil)
+local function map_arg(self, map, fname)
+  if map ~= nil and type(map) ~= "table" then
+    error(("bad argument #1 to '%s' (table expected, got %s)"):format(fname, type(map)), 3)
+  end
+  return map or self._map or M.socket_map
+end
+
 function dispatcher:add_channel(map)
-  map = map or self._map or M.socket_map
+  map = map_arg(self, map, "add_channel")
+  if self._fileno == nil then
+    error("add_channel: the dispatcher has no socket (call create_socket or set_socket first)", 2)
+  end
   map[self._fileno] = self
   reset(map, self._fileno)
 end
 
 function dispatcher:del_channel(map)
   local fd = self._fileno
-  map = map or self._map or M.socket_map
+  map = map_arg(self, map, "del_channel")
   -- Only this channel's own entry: its fd may belong to a new channel already.
   if fd ~= nil and map ~= nil and rawequal(map[fd], self) then
     reset(map, fd)
@@ -333,6 +345,12 @@ function dispatcher:create_socket(family, type_)
 end
 
 function dispatcher:set_socket(sock, map)
+  if not (getmetatable(sock) and sock.fileno) then
+    error("bad argument #1 to 'set_socket' (socket expected, got " .. type(sock) .. ")", 2)
+  end
+  if map ~= nil and type(map) ~= "table" then
+    error("bad argument #2 to 'set_socket' (table expected, got " .. type(map) .. ")", 2)
+  end
   self.socket = sock
   self._fileno = sock:fileno()
   self:add_channel(map)
@@ -341,7 +359,7 @@ end
 function dispatcher:set_reuse_addr()
   -- As in Python: where the option cannot be set, carry on without it.
   local sock = self.socket
-  if sock then sock:setsockopt(M.SOL_SOCKET, M.SO_REUSEADDR, 1) end
+  if sock and sock.setsockopt then sock:setsockopt(M.SOL_SOCKET, M.SO_REUSEADDR, 1) end
 end
 
 function dispatcher:set_reuse_port()
@@ -400,6 +418,9 @@ function dispatcher:accept()
   local sock, host, port = socket_of(self, "accept"):accept()
   if sock == nil then
     if accept_retry[port] then return nil end
+    -- Out of fds: the error goes on as in Python, and the listener sits out
+    -- the next wait, so a handle_error that keeps listening does not spin.
+    if port == errno.EMFILE or port == errno.ENFILE then core.rest(self) end
     raise(host)
   end
   return sock, host, port
@@ -453,6 +474,9 @@ function dispatcher:log(message)
 end
 
 function dispatcher:log_info(message, type_)
+  if type_ ~= nil and type(type_) ~= "string" then
+    error("bad argument #2 to 'log_info' (string expected, got " .. type(type_) .. ")", 2)
+  end
   type_ = type_ or "info"
   local ignored = self.ignore_log_types
   if not (ignored and ignored[type_]) then
@@ -517,6 +541,9 @@ function dispatcher:handle_accept()
 end
 
 function dispatcher:handle_accepted(sock, host, port) -- luacheck: no unused args
+  if not (getmetatable(sock) and sock.close) then
+    error("bad argument #1 to 'handle_accepted' (socket expected, got " .. type(sock) .. ")", 2)
+  end
   sock:close()
   self:log_info("unhandled accepted event", "warning")
 end

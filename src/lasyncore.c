@@ -76,6 +76,7 @@ static const luaL_Reg functions[] = {
     {"pass", as_pass},
     {"touch", as_touch},
     {"reset", as_reset},
+    {"rest", as_rest},
     {"read", as_read},
     {"write", as_write},
     {"_exception", as_exception},

@@ -599,8 +599,10 @@ int as_chat_push_with_producer(lua_State *L)
 {
     int kind = lua_type(L, 2);
     if (kind == LUA_TTABLE) {
+        /* more must be callable: a function, or a value with __call */
         lua_getfield(L, 2, "more");
-        kind = lua_isnil(L, -1) ? LUA_TNIL : LUA_TTABLE;
+        int callable = lua_isfunction(L, -1) || luaL_getmetafield(L, -1, "__call") != LUA_TNIL;
+        kind = callable ? LUA_TTABLE : LUA_TNIL;
     }
     if (kind != LUA_TTABLE && kind != LUA_TFUNCTION && kind != LUA_TSTRING)
         return luaL_typeerror(L, 2, "producer table with more(), function or string");

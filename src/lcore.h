@@ -123,6 +123,7 @@ int as_registry_touch(as_registry *reg, int fd);
 void as_registry_update(lua_State *L, int map, int full);
 int as_touch(lua_State *L);      /* touch(channel): its state changed */
 int as_reset(lua_State *L);      /* reset(map, fd): fd joins or leaves the map */
+int as_rest(lua_State *L);       /* rest(channel): not read in the next wait */
 /* touch for a channel table at idx, via its _fileno; STATE is upvalue 1 */
 void as_touch_channel(lua_State *L, int idx);
 

@@ -132,23 +132,38 @@ static void run(lua_State *L, lua_CFunction body, int obj, int events, int map, 
     lua_settop(L, base);
 }
 
-int as_read(lua_State *L)
+/* obj must have the methods a dispatch may call: an error naming fname if not. */
+static void check_handlers(lua_State *L, const char *fname, const char *const *names)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
+    for (int i = 0; names[i] != NULL; i++) {
+        lua_getfield(L, 1, names[i]);
+        if (lua_isnil(L, -1))
+            luaL_error(L, "%s: the channel has no %s method", fname, names[i]);
+        lua_pop(L, 1);
+    }
+}
+
+int as_read(lua_State *L)
+{
+    static const char *const names[] = {"handle_read_event", NULL};
+    check_handlers(L, "read", names);
     run(L, read_body, 1, 0, 0, -1, 0);
     return 0;
 }
 
 int as_write(lua_State *L)
 {
-    luaL_checktype(L, 1, LUA_TTABLE);
+    static const char *const names[] = {"handle_write_event", NULL};
+    check_handlers(L, "write", names);
     run(L, write_body, 1, 0, 0, -1, 0);
     return 0;
 }
 
 int as_exception(lua_State *L)
 {
-    luaL_checktype(L, 1, LUA_TTABLE);
+    static const char *const names[] = {"handle_expt_event", NULL};
+    check_handlers(L, "_exception", names);
     run(L, expt_body, 1, 0, 0, -1, 0);
     return 0;
 }
@@ -165,6 +180,19 @@ int as_readwrite(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     int events = events_of_pollflags(luaL_checkinteger(L, 2));
+    /* the methods these flags lead to must exist */
+    const char *names[5];
+    int n = 0;
+    if (events & AS_READ)
+        names[n++] = "handle_read_event";
+    if (events & AS_WRITE)
+        names[n++] = "handle_write_event";
+    if (events & AS_PRI)
+        names[n++] = "handle_expt_event";
+    if (events & (AS_HUP | AS_ERR | AS_NVAL))
+        names[n++] = "handle_close";
+    names[n] = NULL;
+    check_handlers(L, "readwrite", names);
     run(L, readwrite_body, 1, events, 0, -1, 1);
     return 0;
 }

@@ -18,8 +18,9 @@
 #define FULL_EVERY 1024
 
 enum {
-    REG_DIRTY = 1,  /* in the dirty list */
-    REG_QUEUED = 2, /* in the current pass's work list */
+    REG_DIRTY = 1,   /* in the dirty list */
+    REG_QUEUED = 2,  /* in the current pass's work list */
+    REG_RESTING = 4, /* not read in the next wait (accept ran out of fds) */
 };
 
 void as_registry_free(as_registry *reg)
@@ -183,6 +184,13 @@ static void look_at(lua_State *L, as_state *st, int fd, update_state *us)
     }
     lua_rawgeti(L, map, fd);
     int current = lua_rawequal(L, -1, obj); /* its own readable() may have closed it */
+    if (st->reg.flags[fd] & REG_RESTING) {
+        /* one wait without reading, then reading again: an accept that ran out
+         * of fds is retried once a pass, not in a busy loop */
+        st->reg.flags[fd] &= (unsigned char)~REG_RESTING;
+        mask &= ~(AS_READ | AS_PRI);
+        as_registry_touch(&st->reg, fd);
+    }
     if (current)
         set_interest(L, st, fd, mask, us);
     lua_settop(L, obj - 1);
@@ -332,5 +340,24 @@ int as_reset(lua_State *L)
     as_loop_set(st->loop, (int)fd, 0); /* a failure leaves it to the next pass */
     if (as_registry_touch(&st->reg, (int)fd) != 0)
         return luaL_error(L, "loop: out of memory");
+    /* the registry lets go of the channel now, so that a dropped one can be
+     * collected; a pass under way dispatches nothing more to this fd */
+    lua_getiuservalue(L, STATE, UV_KNOWN);
+    if (lua_istable(L, -1)) {
+        lua_pushnil(L);
+        lua_rawseti(L, -2, fd);
+    }
+    return 0;
+}
+
+/* rest(channel): its fd is not read in the next wait (accept hit EMFILE) */
+int as_rest(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "_fileno");
+    lua_Integer fd = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : -1;
+    as_state *st = lua_touserdata(L, STATE);
+    if (fd >= 0 && fd <= INT_MAX && as_registry_touch(&st->reg, (int)fd) == 0)
+        st->reg.flags[fd] |= REG_RESTING;
     return 0;
 }

@@ -3,6 +3,7 @@
  * file_wrapper methods raise, as Python's os.read/os.write do. */
 #define _GNU_SOURCE /* accept4, SOCK_NONBLOCK, SOCK_CLOEXEC */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -14,6 +15,21 @@
 #include <lualib.h>
 
 #include "lcore.h"
+
+/* An integer argument that must fit an int (fds, flags, option values):
+ * larger ones are an error, never silently truncated. */
+static int int_arg(lua_State *L, int arg)
+{
+    lua_Integer n = luaL_checkinteger(L, arg);
+    luaL_argcheck(L, n >= INT_MIN && n <= INT_MAX, arg, "out of range for an int");
+    return (int)n;
+}
+
+static int opt_int_arg(lua_State *L, int arg, int def)
+{
+    return lua_isnoneornil(L, arg) ? def : int_arg(L, arg);
+}
+
 
 as_handle *as_test_handle(lua_State *L, int idx)
 {
@@ -56,8 +72,8 @@ static int close_handle(as_handle *h)
 /* socket([family [, type]]) -> a non-blocking, close-on-exec socket */
 int as_socket_new(lua_State *L)
 {
-    int family = (int)luaL_optinteger(L, 1, AF_INET);
-    int type = (int)luaL_optinteger(L, 2, SOCK_STREAM);
+    int family = opt_int_arg(L, 1, AF_INET);
+    int type = opt_int_arg(L, 2, SOCK_STREAM);
     luaL_argcheck(L, family == AF_INET || family == AF_INET6 || family == AF_UNIX, 1,
                   "family must be AF_INET, AF_INET6 or AF_UNIX");
     luaL_argcheck(L, type == SOCK_STREAM || type == SOCK_DGRAM, 2,
@@ -266,7 +282,7 @@ static int s_send(lua_State *L)
     as_handle *h = check_socket(L);
     size_t len;
     const char *data = luaL_checklstring(L, 2, &len);
-    int flags = (int)luaL_optinteger(L, 3, 0);
+    int flags = opt_int_arg(L, 3, 0);
     FAIL_IF_CLOSED(L, h, "send");
     ssize_t n = send(h->fd, data, len, flags | SEND_FLAGS);
     if (n < 0)
@@ -286,7 +302,7 @@ static int s_recv(lua_State *L)
 {
     as_handle *h = check_socket(L);
     size_t size = as_check_size(L, 2);
-    int flags = (int)luaL_optinteger(L, 3, 0);
+    int flags = opt_int_arg(L, 3, 0);
     FAIL_IF_CLOSED(L, h, "recv");
     luaL_Buffer b;
     char *p = luaL_buffinitsize(L, &b, size);
@@ -382,12 +398,12 @@ static int s_shutdown(lua_State *L)
 static int s_setsockopt(lua_State *L)
 {
     as_handle *h = check_socket(L);
-    int level = (int)luaL_checkinteger(L, 2), name = (int)luaL_checkinteger(L, 3);
-    int value = lua_isboolean(L, 4) ? lua_toboolean(L, 4) : (int)luaL_checkinteger(L, 4);
+    int level = int_arg(L, 2), name = int_arg(L, 3);
+    int value = lua_isboolean(L, 4) ? lua_toboolean(L, 4) : int_arg(L, 4);
     FAIL_IF_CLOSED(L, h, "setsockopt");
     int rc;
     if (level == SOL_SOCKET && name == SO_LINGER) {
-        struct linger lg = {.l_onoff = value, .l_linger = (int)luaL_optinteger(L, 5, 0)};
+        struct linger lg = {.l_onoff = value, .l_linger = opt_int_arg(L, 5, 0)};
         rc = setsockopt(h->fd, level, name, &lg, sizeof lg);
     } else {
         rc = setsockopt(h->fd, level, name, &value, sizeof value);
@@ -401,7 +417,7 @@ static int s_setsockopt(lua_State *L)
 static int s_getsockopt(lua_State *L)
 {
     as_handle *h = check_socket(L);
-    int level = (int)luaL_checkinteger(L, 2), name = (int)luaL_checkinteger(L, 3);
+    int level = int_arg(L, 2), name = int_arg(L, 3);
     FAIL_IF_CLOSED(L, h, "getsockopt");
     if (level == SOL_SOCKET && name == SO_LINGER) {
         struct linger lg;
@@ -471,8 +487,11 @@ static as_handle *check_file(lua_State *L)
 /* The fd of an integer or a Lua file at arg. */
 static int fd_arg(lua_State *L, int arg)
 {
-    if (lua_isinteger(L, arg))
-        return (int)lua_tointeger(L, arg);
+    if (lua_isinteger(L, arg)) {
+        lua_Integer fd = lua_tointeger(L, arg);
+        luaL_argcheck(L, fd <= INT_MAX, arg, "not a file descriptor");
+        return fd < 0 ? -1 : (int)fd; /* the call fails with EBADF, as os.dup(-1) */
+    }
     luaL_Stream *stream = luaL_testudata(L, arg, LUA_FILEHANDLE);
     if (stream == NULL)
         luaL_typeerror(L, arg, "integer fd or file");
