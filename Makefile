@@ -77,7 +77,7 @@ test: $(CORE)
 # job: peers the specs start (python3, sh) inherit the preload and leak by design.
 ASAN_LIB = $(shell $(CC) -print-file-name=libasan.so)
 UBSAN_LIB = $(shell $(CC) -print-file-name=libubsan.so)
-asan:
+asan: $(CORE)
 	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	  LDFLAGS="-fsanitize=address,undefined" build/asan/asyncore/core.so
 	ASYNCORE_BUILD=build/asan LD_PRELOAD="$(ASAN_LIB) $(UBSAN_LIB)" \
