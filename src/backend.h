@@ -40,4 +40,8 @@ extern const as_backend as_backend_kqueue;
  * items, doubling; new items are zeroed.  0, or -1 with errno ENOMEM. */
 int as_grow(void **array, size_t *capacity, size_t need, size_t elem);
 
+/* A wait's timeout in milliseconds (-1: none), rounded up so that a short
+ * timeout never turns into a busy wait. */
+int as_timeout_ms(double timeout);
+
 #endif

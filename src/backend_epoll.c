@@ -2,7 +2,6 @@
  * when the loop changes it, so a wait costs what the ready fds cost. */
 #ifdef __linux__
 #include <errno.h>
-#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
@@ -110,13 +109,6 @@ static int epoll_set(void *state, int fd, int old, int mask)
     return 0;
 }
 
-static int timeout_ms(double timeout)
-{
-    if (timeout < 0 || timeout * 1000.0 >= (double)INT32_MAX)
-        return -1;
-    return (int)ceil(timeout * 1000.0);
-}
-
 static int epoll_wait_state(void *state, double timeout, as_event **fired)
 {
     epoll_state *s = state;
@@ -126,7 +118,7 @@ static int epoll_wait_state(void *state, double timeout, as_event **fired)
     if (as_grow((void **)&s->events, &s->events_cap, batch, sizeof *s->events) != 0 ||
         as_grow((void **)&s->fired, &s->fired_cap, batch + (size_t)s->nplain, sizeof *s->fired) != 0)
         return -1;
-    int n = epoll_wait(s->epfd, s->events, (int)batch, s->nplain > 0 ? 0 : timeout_ms(timeout));
+    int n = epoll_wait(s->epfd, s->events, (int)batch, s->nplain > 0 ? 0 : as_timeout_ms(timeout));
     if (n < 0)
         return -1;
     for (int i = 0; i < n; i++) {

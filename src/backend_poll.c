@@ -1,8 +1,6 @@
 /* The poll(2) backend: a pollfd array with a slot per watched fd. */
 #include <errno.h>
-#include <math.h>
 #include <poll.h>
-#include <stdint.h>
 #include <stdlib.h>
 
 #include "backend.h"
@@ -61,20 +59,12 @@ static int poll_set(void *state, int fd, int old, int mask)
     return 0;
 }
 
-/* Rounds up so that a short timeout never turns into a busy poll. */
-static int timeout_ms(double timeout)
-{
-    if (timeout < 0 || timeout * 1000.0 >= (double)INT32_MAX)
-        return -1;
-    return (int)ceil(timeout * 1000.0);
-}
-
 static int poll_wait(void *state, double timeout, as_event **fired)
 {
     poll_state *s = state;
     if (as_grow((void **)&s->fired, &s->fired_cap, (size_t)s->count + 1, sizeof *s->fired) != 0)
         return -1;
-    int n = poll(s->fds, (nfds_t)s->count, timeout_ms(timeout));
+    int n = poll(s->fds, (nfds_t)s->count, as_timeout_ms(timeout));
     if (n < 0)
         return -1;
     int nfired = 0;

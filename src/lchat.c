@@ -94,14 +94,6 @@ static int is_builtin(lua_State *L, int self, const char *name, lua_CFunction fn
     return same;
 }
 
-static int truthy_field(lua_State *L, int self, const char *name)
-{
-    lua_getfield(L, self, name);
-    int truth = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    return truth;
-}
-
 /* The integer at idx, whole floats included; *ok says whether it was one. */
 static lua_Integer to_integer(lua_State *L, int idx, int *ok)
 {
@@ -150,11 +142,8 @@ static int protected_method(lua_State *L, int self, const char *name, int would_
         lua_settop(L, base + 1);
         return 1;
     }
-    size_t len;
-    const char *msg = lua_tolstring(L, -1, &len);
-    if (would_block_quiet && msg != NULL && len >= 8 &&
-        (memcmp(msg + len - 8, "(EAGAIN)", 8) == 0 ||
-         (len >= 13 && memcmp(msg + len - 13, "(EWOULDBLOCK)", 13) == 0))) {
+    if (would_block_quiet &&
+        (as_ends_with(L, -1, "(EAGAIN)") || as_ends_with(L, -1, "(EWOULDBLOCK)"))) {
         lua_settop(L, base);
         return 0;
     }
@@ -489,7 +478,7 @@ static void initiate_send(lua_State *L, int self, as_chat *c, int chat)
 {
     for (;;) {
         /* Lookups first: they may run Lua that changes the queue. */
-        if (as_outq_empty(&c->out) || !truthy_field(L, self, "connected"))
+        if (as_outq_empty(&c->out) || !as_truthy_field(L, self, "connected"))
             return;
         as_out_entry *e = as_outq_front(&c->out);
         if (e == NULL)
@@ -573,7 +562,7 @@ int as_chat_push(lua_State *L)
         return 0;
     }
     if (as_outq_empty(&c->out) && is_builtin(L, 1, "initiate_send", as_chat_initiate_send) &&
-        is_builtin(L, 1, "send", as_dispatcher_send) && truthy_field(L, 1, "connected")) {
+        is_builtin(L, 1, "send", as_dispatcher_send) && as_truthy_field(L, 1, "connected")) {
         size_t n = size_field(L, 1, "ac_out_buffer_size", "push");
         long sent = as_handle_send(as_channel_handle(L, 1, "send"), data, n < len ? n : len);
         int err = errno;
@@ -649,7 +638,7 @@ int as_chat_wants_write(lua_State *L, int obj)
         c = luaL_testudata(L, -1, CHAT_MT);
         lua_pop(L, 1);
     }
-    return (c != NULL && !as_outq_empty(&c->out)) || !truthy_field(L, obj, "connected");
+    return (c != NULL && !as_outq_empty(&c->out)) || !as_truthy_field(L, obj, "connected");
 }
 
 /* writable(): something is queued, or the connect is still to complete */

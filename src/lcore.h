@@ -102,6 +102,7 @@ as_handle *as_channel_handle(lua_State *L, int idx, const char *call);
 long as_handle_send(as_handle *h, const char *p, size_t n);
 long as_handle_recv(as_handle *h, char *p, size_t n);
 void as_call_method(lua_State *L, int obj, const char *name); /* obj:name(), unprotected */
+int as_truthy_field(lua_State *L, int obj, const char *name);  /* obj[name] is not nil/false */
 
 /* lpass.c: one loop pass and the event dispatch helpers. */
 int as_pass(lua_State *L);
@@ -110,6 +111,7 @@ int as_write(lua_State *L);
 int as_exception(lua_State *L);
 int as_readwrite(lua_State *L);
 int as_message_handler(lua_State *L); /* upvalue 1: the state */
+int as_ends_with(lua_State *L, int idx, const char *suffix); /* a string value ending so */
 /* The error on top of the stack, raised by a handler of obj: propagate it (ExitNow,
  * Ctrl-C) or pass it to obj's handle_close (a disconnect, if asked) or handle_error. */
 void as_route_error(lua_State *L, int obj, int disconnect_closes);
@@ -124,8 +126,9 @@ void as_registry_update(lua_State *L, int map, int full);
 int as_touch(lua_State *L);      /* touch(channel): its state changed */
 int as_reset(lua_State *L);      /* reset(map, fd): fd joins or leaves the map */
 int as_rest(lua_State *L);       /* rest(channel): not read in the next wait */
-/* touch for a channel table at idx, via its _fileno; STATE is upvalue 1 */
-void as_touch_channel(lua_State *L, int idx);
+/* touch for a channel table at idx, via its _fileno: that fd, or -1 when it
+ * has none; STATE is upvalue 1 */
+int as_touch_channel(lua_State *L, int idx);
 
 /* lchat.c: async_chat's framing and output queue. */
 void as_open_chat(lua_State *L); /* registers the buffers' metatable */

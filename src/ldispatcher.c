@@ -63,6 +63,22 @@ long as_handle_recv(as_handle *h, char *p, size_t n)
     return (long)got;
 }
 
+/* What dispatcher.send makes of a send by the channel at 1 that gave n: the
+ * bytes sent, or 0 when the socket would block or the peer is gone (then
+ * handle_close has run); any other failure raises. */
+static long send_outcome(lua_State *L, long n)
+{
+    if (n >= 0)
+        return n;
+    int err = errno;
+    if (err == EAGAIN || err == EWOULDBLOCK)
+        return 0;
+    if (!as_is_disconnect(err))
+        as_raise(L, "send", err);
+    as_call_method(L, 1, "handle_close");
+    return 0;
+}
+
 /* send(data) -> bytes sent; 0 when the socket would block or the peer is gone
  * (then handle_close has run). */
 int as_dispatcher_send(lua_State *L)
@@ -71,22 +87,8 @@ int as_dispatcher_send(lua_State *L)
     size_t len;
     const char *data = luaL_checklstring(L, 2, &len);
     as_handle *h = as_channel_handle(L, 1, "send");
-    long n = as_handle_send(h, data, len);
-    if (n >= 0) {
-        lua_pushinteger(L, n);
-        return 1;
-    }
-    int err = errno;
-    if (err == EAGAIN || err == EWOULDBLOCK) {
-        lua_pushinteger(L, 0);
-        return 1;
-    }
-    if (as_is_disconnect(err)) {
-        as_call_method(L, 1, "handle_close");
-        lua_pushinteger(L, 0);
-        return 1;
-    }
-    return as_raise(L, "send", err);
+    lua_pushinteger(L, send_outcome(L, as_handle_send(h, data, len)));
+    return 1;
 }
 
 /* recv(n) -> up to n bytes; "" once the peer has closed or is gone (then
@@ -112,7 +114,7 @@ int as_dispatcher_recv(lua_State *L)
     return as_raise(L, "recv", err);
 }
 
-static int truthy_field(lua_State *L, int obj, const char *name)
+int as_truthy_field(lua_State *L, int obj, const char *name)
 {
     lua_getfield(L, obj, name);
     int truth = lua_toboolean(L, -1);
@@ -125,12 +127,12 @@ int as_dispatcher_handle_read_event(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    if (truthy_field(L, 1, "accepting")) {
+    if (as_truthy_field(L, 1, "accepting")) {
         /* accepting sockets are never connected: they make new sockets */
         as_call_method(L, 1, "handle_accept");
         return 0;
     }
-    if (!truthy_field(L, 1, "connected") && truthy_field(L, 1, "connecting"))
+    if (!as_truthy_field(L, 1, "connected") && as_truthy_field(L, 1, "connecting"))
         as_call_method(L, 1, "handle_connect_event");
     as_call_method(L, 1, "handle_read");
     return 0;
@@ -141,9 +143,9 @@ int as_dispatcher_handle_write_event(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    if (truthy_field(L, 1, "accepting"))
+    if (as_truthy_field(L, 1, "accepting"))
         return 0; /* an accepting socket gets no write event: pretend none came */
-    if (!truthy_field(L, 1, "connected") && truthy_field(L, 1, "connecting"))
+    if (!as_truthy_field(L, 1, "connected") && as_truthy_field(L, 1, "connecting"))
         as_call_method(L, 1, "handle_connect_event");
     as_call_method(L, 1, "handle_write");
     return 0;
@@ -161,18 +163,10 @@ int as_send_initiate_send(lua_State *L)
     if (buffer == NULL)
         return luaL_error(L, "initiate_send: out_buffer must be a string");
     as_handle *h = as_channel_handle(L, 1, "send");
-    long n = as_handle_send(h, buffer, len > 65536 ? 65536 : len);
+    long n = send_outcome(L, as_handle_send(h, buffer, len > 65536 ? 65536 : len));
     if (n > 0) {
         lua_pushlstring(L, buffer + n, len - (size_t)n);
         lua_setfield(L, 1, "out_buffer");
-        return 0;
     }
-    int err = errno;
-    if (n == 0 || err == EAGAIN || err == EWOULDBLOCK)
-        return 0;
-    if (as_is_disconnect(err)) {
-        as_call_method(L, 1, "handle_close");
-        return 0;
-    }
-    return as_raise(L, "send", err);
+    return 0;
 }

@@ -1,5 +1,7 @@
 /* The loop core: interest by fd, kept here and mirrored into the backend. */
 #include <errno.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,7 +26,6 @@ struct as_loop {
     void *state;               /* the current backend's */
     unsigned char *interest;   /* by fd */
     size_t capacity;
-    int count; /* fds with interest */
 };
 
 int as_grow(void **array, size_t *capacity, size_t need, size_t elem)
@@ -48,6 +49,13 @@ int as_grow(void **array, size_t *capacity, size_t need, size_t elem)
     *array = p;
     *capacity = cap;
     return 0;
+}
+
+int as_timeout_ms(double timeout)
+{
+    if (timeout < 0 || timeout * 1000.0 >= (double)INT32_MAX)
+        return -1;
+    return (int)ceil(timeout * 1000.0);
 }
 
 as_loop *as_loop_new(void)
@@ -83,18 +91,6 @@ const char *as_loop_default_backend(void)
     return backends[0]->name;
 }
 
-void as_loop_clear(as_loop *loop)
-{
-    if (loop->count > 0) {
-        for (size_t fd = 0; fd < loop->capacity; fd++)
-            if (loop->interest[fd] != 0)
-                as_loop_set(loop, (int)fd, 0);
-    }
-    if (loop->interest != NULL)
-        memset(loop->interest, 0, loop->capacity);
-    loop->count = 0;
-}
-
 int as_loop_use(as_loop *loop, const char *backend)
 {
     if (loop->backend != NULL && strcmp(loop->backend->name, backend) == 0)
@@ -111,7 +107,6 @@ int as_loop_use(as_loop *loop, const char *backend)
         loop->state = state;
         if (loop->interest != NULL)
             memset(loop->interest, 0, loop->capacity);
-        loop->count = 0;
         return 1;
     }
     errno = ENOENT;
@@ -131,11 +126,6 @@ int as_loop_fd_limit(const as_loop *loop)
 int as_loop_interest(const as_loop *loop, int fd)
 {
     return fd >= 0 && (size_t)fd < loop->capacity ? loop->interest[fd] : 0;
-}
-
-int as_loop_count(const as_loop *loop)
-{
-    return loop->count;
 }
 
 int as_loop_set(as_loop *loop, int fd, int mask)
@@ -161,7 +151,6 @@ int as_loop_set(as_loop *loop, int fd, int mask)
     if (loop->backend->set(loop->state, fd, old, mask) != 0)
         return -1;
     loop->interest[fd] = (unsigned char)mask;
-    loop->count += (mask != 0) - (old != 0);
     return 0;
 }
 

@@ -47,10 +47,6 @@ int as_loop_interest(const as_loop *loop, int fd);
  * select's FD_SETSIZE), ENOMEM, or the backend's error.  An fd must be dropped
  * before it is closed. */
 int as_loop_set(as_loop *loop, int fd, int mask);
-/* Drops all interest. */
-void as_loop_clear(as_loop *loop);
-/* The number of fds with interest. */
-int as_loop_count(const as_loop *loop);
 
 /* Waits up to timeout seconds (negative: no limit).  Returns the number of
  * fired events and points *fired at them (valid until the next wait), or -1

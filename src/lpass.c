@@ -16,7 +16,7 @@ int as_message_handler(lua_State *L)
     return 1;
 }
 
-static int ends_with(lua_State *L, int idx, const char *suffix)
+int as_ends_with(lua_State *L, int idx, const char *suffix)
 {
     if (lua_type(L, idx) != LUA_TSTRING)
         return 0;
@@ -31,7 +31,7 @@ static int must_propagate(lua_State *L, int err)
     lua_getiuservalue(L, STATE, UV_EXITNOW);
     int exit_now = lua_rawequal(L, -1, err);
     lua_pop(L, 1);
-    return exit_now || ends_with(L, err, "interrupted!");
+    return exit_now || as_ends_with(L, err, "interrupted!");
 }
 
 /* An error raised for a failed call whose errno means the peer is gone. */
@@ -40,7 +40,7 @@ static int is_disconnect_error(lua_State *L, int err)
     static const char *const names[] = {"(ECONNRESET)", "(ENOTCONN)", "(ESHUTDOWN)",
                                         "(ECONNABORTED)", "(EPIPE)", "(EBADF)", NULL};
     for (int i = 0; names[i] != NULL; i++)
-        if (ends_with(L, err, names[i]))
+        if (as_ends_with(L, err, names[i]))
             return 1;
     return 0;
 }

@@ -63,14 +63,6 @@ static int queue(as_registry *reg, int fd)
     return 0;
 }
 
-static int truthy_field(lua_State *L, int obj, const char *name)
-{
-    lua_getfield(L, obj, name);
-    int truth = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    return truth;
-}
-
 static int ask(lua_State *L, int obj)
 {
     lua_pushvalue(L, obj);
@@ -112,7 +104,7 @@ static int interest_of(lua_State *L, int obj, int select_mode, int *polled)
         writable = 1;
         break;
     case 2:
-        writable = !truthy_field(L, obj, "connected");
+        writable = !as_truthy_field(L, obj, "connected");
         if (!writable) {
             lua_getfield(L, obj, "out_buffer");
             writable = lua_rawlen(L, -1) > 0;
@@ -127,7 +119,7 @@ static int interest_of(lua_State *L, int obj, int select_mode, int *polled)
         writable = ask(L, obj);
     }
     lua_pop(L, 2);
-    int accepting = writable && truthy_field(L, obj, "accepting");
+    int accepting = writable && as_truthy_field(L, obj, "accepting");
     int mask = 0;
     if (readable)
         mask |= select_mode ? AS_READ : AS_READ | AS_PRI;
@@ -305,16 +297,17 @@ void as_registry_update(lua_State *L, int map, int full)
     lua_settop(L, base);
 }
 
-void as_touch_channel(lua_State *L, int idx)
+int as_touch_channel(lua_State *L, int idx)
 {
     lua_getfield(L, idx, "_fileno");
     lua_Integer fd = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : -1;
     lua_pop(L, 1);
-    if (fd >= 0 && fd <= INT_MAX) {
-        as_state *st = lua_touserdata(L, STATE);
-        if (as_registry_touch(&st->reg, (int)fd) != 0)
-            luaL_error(L, "loop: out of memory");
-    }
+    if (fd < 0 || fd > INT_MAX)
+        return -1;
+    as_state *st = lua_touserdata(L, STATE);
+    if (as_registry_touch(&st->reg, (int)fd) != 0)
+        luaL_error(L, "loop: out of memory");
+    return (int)fd;
 }
 
 /* touch(channel) */
@@ -354,10 +347,10 @@ int as_reset(lua_State *L)
 int as_rest(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
-    lua_getfield(L, 1, "_fileno");
-    lua_Integer fd = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : -1;
-    as_state *st = lua_touserdata(L, STATE);
-    if (fd >= 0 && fd <= INT_MAX && as_registry_touch(&st->reg, (int)fd) == 0)
+    int fd = as_touch_channel(L, 1);
+    if (fd >= 0) {
+        as_state *st = lua_touserdata(L, STATE);
         st->reg.flags[fd] |= REG_RESTING;
+    }
     return 0;
 }
