@@ -10,13 +10,13 @@ OBJ         = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRC))
 CORE        = $(BUILD)/asyncore/core.so
 BUSTED     ?= /usr/bin/busted
 DEBIAN_PKGS = lua5.4 liblua5.4-dev lua-busted luarocks gcc make python3 netcat-openbsd \
-              curl wrk redis-tools telnet
+              curl wrk redis-tools telnet bsdutils
 BENCH_PKGS  = lua-luv lua-cqueues lua-socket python3
 
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/spec/?.lua;;
 export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
 
-.PHONY: all deps bench-deps demo test bench soak fuzz asan valgrind rock clean
+.PHONY: all deps bench-deps demo test bench bench-timers soak fuzz asan valgrind rock clean
 
 all: $(CORE)
 
@@ -46,6 +46,11 @@ bench-deps:
 # build/bench/results.md (bench/RESULTS.md records a run).
 bench: bench-deps $(CORE)
 	bash bench/run $(BENCH_ARGS)
+	$(LUA) bench/timers.lua
+
+# 1,000 to 100,000 timers on the C heap against luv's, CPU per timer.
+bench-timers: bench-deps $(CORE)
+	$(LUA) bench/timers.lua $(TIMER_ARGS)
 
 # 2,000 connections with traffic for SOAK_TIME seconds (default 60) against
 # the dispatcher_with_send and async_chat echo servers: fds and RSS must stay flat.

@@ -11,7 +11,7 @@ for _, name in ipairs {
   "SOL_SOCKET", "SO_ERROR", "SO_REUSEADDR", "SO_REUSEPORT", "SO_LINGER",
   "SO_KEEPALIVE", "SO_RCVBUF", "SO_SNDBUF", "SO_TYPE", "IPPROTO_TCP",
   "TCP_NODELAY", "SHUT_RD", "SHUT_WR", "SHUT_RDWR", "MSG_OOB", "MSG_PEEK",
-  "FD_SETSIZE", "errno", "strerror", "ExitNow", "time",
+  "FD_SETSIZE", "errno", "strerror", "ExitNow", "time", "call_later", "call_at",
 } do
   M[name] = core[name]
 end
@@ -104,10 +104,10 @@ function M.loop(timeout, use_poll, map, count)
   backend = backend_for(use_poll, backend)
   map = check_map(map, "loop")
   local pass = core.pass
+  -- each pass says whether to go on: the map holds a channel or a timer is pending
   if count == nil then
     local full = true -- the first pass looks at every channel
-    while next(map) ~= nil do
-      pass(timeout, map, backend, full)
+    while pass(timeout, map, backend, full) do
       full = false
     end
   else
@@ -115,12 +115,16 @@ function M.loop(timeout, use_poll, map, count)
       error("bad argument 'count' to 'loop' (integer expected, got " .. tostring(count) .. ")", 2)
     end
     local full = true
-    while next(map) ~= nil and count > 0 do
-      pass(timeout, map, backend, full)
+    while count > 0 and pass(timeout, map, backend, full) do
       full = false
       count = count - 1
     end
   end
+end
+
+-- handle_timer_error(err, traceback): a timer raised err; scripts may replace it
+function M.handle_timer_error(err, traceback)
+  io.stderr:write(("asyncore: error in timer: %s\n%s\n"):format(tostring(err), tostring(traceback)))
 end
 
 -- poll(timeout, map): one pass with select(); poll2: one pass with poll()
@@ -366,7 +370,8 @@ function dispatcher:set_reuse_port()
   if M.SO_REUSEPORT == nil then
     error("set_reuse_port: SO_REUSEPORT is not supported on this platform", 2)
   end
-  checked(socket_of(self, "set_reuse_port"):setsockopt(M.SOL_SOCKET, M.SO_REUSEPORT, 1))
+  local ok, message = socket_of(self, "set_reuse_port"):setsockopt(M.SOL_SOCKET, M.SO_REUSEPORT, 1)
+  if not ok then raise((message:gsub("^setsockopt:", "set_reuse_port:"))) end
 end
 
 function dispatcher:readable()
@@ -618,6 +623,8 @@ core.set_defaults {
   readable = dispatcher.readable,
   writable = dispatcher.writable,
   send_writable = dispatcher_with_send.writable,
+  -- looked up at each error, so a script's replacement is used
+  timer_error = function(err, traceback) return M.handle_timer_error(err, traceback) end,
 }
 
 return M

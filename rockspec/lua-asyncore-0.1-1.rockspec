@@ -37,6 +37,8 @@ build = {
             "src/lpass.c",
             "src/lregistry.c",
             "src/lsocket.c",
+            "src/ltimer.c",
+            "src/timers.c",
          },
          defines = { "_POSIX_C_SOURCE=200809L" },
          libraries = { "m" },

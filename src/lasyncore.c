@@ -1,4 +1,6 @@
 /* luaopen_asyncore_core: the C core as a Lua module. */
+/* SO_REUSEPORT is not POSIX: glibc hides it under _POSIX_C_SOURCE alone. */
+#define _DEFAULT_SOURCE 1
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -18,20 +20,23 @@ static int state_gc(lua_State *L)
     as_loop_free(st->loop);
     st->loop = NULL;
     as_registry_free(&st->reg);
+    as_timers_free(&st->timers);
     free(st->scratch);
     st->scratch = NULL;
     st->scratch_size = 0;
     return 0;
 }
 
-/* set_defaults{readable=, writable=, send_writable=}: the built-in methods the
- * loop recognises, to decide interest without calling them. */
+/* set_defaults{readable=, writable=, send_writable=, timer_error=}: the
+ * built-in methods the loop recognises, to decide interest without calling
+ * them, and the function that reports a timer's error. */
 static int l_set_defaults(lua_State *L)
 {
     static const struct { const char *name; int slot; } slots[] = {
         {"readable", UV_READABLE},
         {"writable", UV_WRITABLE},
         {"send_writable", UV_SEND_WRITABLE},
+        {"timer_error", UV_TIMER_ERROR},
     };
     luaL_checktype(L, 1, LUA_TTABLE);
     for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++) {
@@ -59,12 +64,10 @@ static int l_default_backend(lua_State *L)
     return 1;
 }
 
-/* time() -> monotonic seconds */
+/* time() -> monotonic seconds, the clock of timers */
 static int l_time(lua_State *L)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
+    lua_pushnumber(L, as_monotonic());
     return 1;
 }
 
@@ -105,6 +108,8 @@ static const luaL_Reg functions[] = {
     {"backends", l_backends},
     {"default_backend", l_default_backend},
     {"time", l_time},
+    {"call_later", as_call_later},
+    {"call_at", as_call_at},
     {NULL, NULL},
 };
 
@@ -174,6 +179,7 @@ int luaopen_asyncore_core(lua_State *L)
     lua_pushcclosure(L, as_message_handler, 1);
     lua_setiuservalue(L, -2, UV_MSGH);
 
+    as_open_timers(L);
     luaL_setfuncs(L, functions, 1); /* pops the state, each function's upvalue */
     as_open_errors(L);
     set_constants(L);

@@ -8,6 +8,7 @@
 #include <lua.h>
 
 #include "loop.h"
+#include "timers.h"
 
 #define AS_SOCKET_MT "asyncore.socket"
 #define AS_FILE_MT "asyncore.file_wrapper"
@@ -49,6 +50,7 @@ typedef struct as_registry {
 typedef struct as_state {
     as_loop *loop;
     as_registry reg;
+    as_timers timers;
     char *scratch; /* where async_chat's reads land before framing */
     size_t scratch_size;
 } as_state;
@@ -62,7 +64,9 @@ enum {
     UV_MSGH,          /* the message handler of every protected handler call */
     UV_MIRROR,        /* the map the registry mirrors */
     UV_KNOWN,         /* fd -> channel as the registry last saw it */
-    UV_COUNT = UV_KNOWN
+    UV_TIMERS,        /* pending timers by address, keeping them alive */
+    UV_TIMER_ERROR,   /* calls asyncore.handle_timer_error(err, traceback) */
+    UV_COUNT = UV_TIMER_ERROR
 };
 
 /* lerror.c: OS errors as "<call>: <strerror> (<ERRNO_NAME>)". */
@@ -115,6 +119,17 @@ int as_ends_with(lua_State *L, int idx, const char *suffix); /* a string value e
 /* The error on top of the stack, raised by a handler of obj: propagate it (ExitNow,
  * Ctrl-C) or pass it to obj's handle_close (a disconnect, if asked) or handle_error. */
 void as_route_error(lua_State *L, int obj, int disconnect_closes);
+int as_must_propagate(lua_State *L, int err); /* ExitNow or Ctrl-C: leaves the loop */
+
+/* ltimer.c: timers as Lua objects (STATE is upvalue 1 of each). */
+void as_open_timers(lua_State *L); /* state on top: its timer table, the metatable */
+int as_call_later(lua_State *L);
+int as_call_at(lua_State *L);
+/* Runs the timers due now; an error that must leave the loop propagates. */
+void as_run_timers(lua_State *L);
+/* wait (seconds, negative for no limit) shortened to end at the next timer. */
+double as_next_timer_wait(lua_State *L, double wait);
+int as_timers_pending(lua_State *L);
 
 /* lregistry.c: the channels a pass looks at. */
 void as_registry_free(as_registry *reg);

@@ -26,7 +26,7 @@ int as_ends_with(lua_State *L, int idx, const char *suffix)
 }
 
 /* ExitNow and the standalone interpreter's Ctrl-C error leave the loop. */
-static int must_propagate(lua_State *L, int err)
+int as_must_propagate(lua_State *L, int err)
 {
     lua_getiuservalue(L, STATE, UV_EXITNOW);
     int exit_now = lua_rawequal(L, -1, err);
@@ -51,7 +51,7 @@ static int is_disconnect_error(lua_State *L, int err)
 void as_route_error(lua_State *L, int obj, int disconnect_closes)
 {
     int err = lua_gettop(L);
-    if (must_propagate(L, err))
+    if (as_must_propagate(L, err))
         lua_error(L);
     if (disconnect_closes && is_disconnect_error(L, err)) {
         as_call_method(L, obj, "handle_close");
@@ -220,46 +220,12 @@ static int current(lua_State *L, as_state *st, int map, int known, int fd)
     return same; /* the channel stays on the stack */
 }
 
-/* pass(timeout, map, backend [, full]): one pass, as Python's poll() (backend
- * "select") or poll2() (any other backend); full looks at every channel */
-int as_pass(lua_State *L)
+/* Dispatches n fired events; the stack holds 2 the map, 4 the known channels. */
+static void dispatch(lua_State *L, as_state *st, const as_event *fired, int n, int select_mode)
 {
-    as_state *st = lua_touserdata(L, STATE);
-    lua_Number timeout = luaL_checknumber(L, 1);
-    luaL_argcheck(L, timeout >= 0, 1, "timeout must be a number >= 0");
-    luaL_checktype(L, 2, LUA_TTABLE);
-    const char *backend = luaL_checkstring(L, 3);
-    int full = lua_toboolean(L, 4);
-    lua_settop(L, 3);
-
-    int switched = as_loop_use(st->loop, backend);
-    if (switched < 0) {
-        if (errno == ENOENT)
-            return luaL_error(L, "loop: unknown backend '%s'", backend);
-        return as_raise(L, "loop", errno);
-    }
-    as_registry_update(L, 2, full || switched);
-    lua_pushnil(L);
-    if (!lua_next(L, 2))
-        return 0; /* an empty map: Python's poll() and poll2() return at once */
-    lua_settop(L, 3);
-    lua_getiuservalue(L, STATE, UV_KNOWN); /* 4 */
-    int select_mode = strcmp(backend, "select") == 0;
-
-    as_event *fired;
-    double wait = hook_pending(L) ? 0 : (timeout >= 1e18 ? -1 : (double)timeout);
-    int n = as_loop_wait(st->loop, wait, &fired);
-    if (n < 0) {
-        if (errno == EINTR)
-            return 0; /* Lua runs the hook, if any, as the pass returns */
-        return as_raise(L, backend, errno);
-    }
-    if (n == 0)
-        return 0;
     /* A handler may start a nested pass, which reuses the backend's array. */
     as_event *events = lua_newuserdatauv(L, (size_t)n * sizeof *events, 0); /* 5 */
     memcpy(events, fired, (size_t)n * sizeof *events);
-
     if (select_mode) {
         static const struct { int bit; lua_CFunction body; } phases[] = {
             {AS_READ, read_body}, {AS_WRITE, write_body}, {AS_PRI, expt_body}};
@@ -279,5 +245,55 @@ int as_pass(lua_State *L)
             lua_settop(L, 5);
         }
     }
-    return 0;
+    lua_settop(L, 4);
+}
+
+/* Whether loop() goes on: the map holds a channel, or a timer is pending. */
+static int more(lua_State *L, int map)
+{
+    lua_pushnil(L);
+    int busy = lua_next(L, map) != 0;
+    lua_settop(L, map);
+    lua_pushboolean(L, busy || as_timers_pending(L));
+    return 1;
+}
+
+/* pass(timeout, map, backend [, full]) -> more: one pass, as Python's poll()
+ * (backend "select") or poll2() (any other backend), then the due timers; full
+ * looks at every channel.  The wait ends early at the next timer. */
+int as_pass(lua_State *L)
+{
+    as_state *st = lua_touserdata(L, STATE);
+    lua_Number timeout = luaL_checknumber(L, 1);
+    luaL_argcheck(L, timeout >= 0, 1, "timeout must be a number >= 0");
+    luaL_checktype(L, 2, LUA_TTABLE);
+    const char *backend = luaL_checkstring(L, 3);
+    int full = lua_toboolean(L, 4);
+    lua_settop(L, 3);
+    lua_pushnil(L);
+    if (!lua_next(L, 2) && !as_timers_pending(L))
+        return more(L, 2); /* nothing to do: Python's poll() and poll2() return at once */
+    lua_settop(L, 3);
+
+    int switched = as_loop_use(st->loop, backend);
+    if (switched < 0) {
+        if (errno == ENOENT)
+            return luaL_error(L, "loop: unknown backend '%s'", backend);
+        return as_raise(L, "loop", errno);
+    }
+    as_registry_update(L, 2, full || switched);
+    lua_getiuservalue(L, STATE, UV_KNOWN); /* 4 */
+
+    as_event *fired;
+    double wait = hook_pending(L) ? 0 : (timeout >= 1e18 ? -1 : (double)timeout);
+    int n = as_loop_wait(st->loop, as_next_timer_wait(L, wait), &fired);
+    if (n < 0) {
+        if (errno == EINTR)
+            return more(L, 2); /* Lua runs the hook, if any, as the pass returns */
+        return as_raise(L, backend, errno);
+    }
+    if (n > 0)
+        dispatch(L, st, fired, n, strcmp(backend, "select") == 0);
+    as_run_timers(L);
+    return more(L, 2);
 }

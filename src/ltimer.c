@@ -1,0 +1,255 @@
+/* Timers as Lua objects: call_later, call_at, cancel, and the run of the due
+ * ones at the end of each pass.  The heap itself is timers.c. */
+#include <math.h>
+#include <stdio.h>
+
+#include "lcore.h"
+
+#define STATE lua_upvalueindex(1)
+#define TIMER_MT "asyncore.timer"
+
+/* A timer's user values: the function and, when there are any, its arguments
+ * packed in a table with n.  Both are dropped once it runs or is cancelled. */
+enum { TIMER_FN = 1, TIMER_ARGS, TIMER_NUV = TIMER_ARGS };
+
+typedef struct lua_timer {
+    as_timer node; /* first, so a node pointer is the object's pointer */
+    int cancelled;
+} lua_timer;
+
+static lua_timer *check_timer(lua_State *L, int idx, const char *fname)
+{
+    lua_timer *t = luaL_testudata(L, idx, TIMER_MT);
+    if (t == NULL)
+        luaL_error(L, "bad argument 'self' to '%s' (asyncore.timer expected, got %s)", fname,
+                   luaL_typename(L, idx));
+    return t;
+}
+
+static int is_callable(lua_State *L, int idx)
+{
+    if (lua_isfunction(L, idx))
+        return 1;
+    int has_call = luaL_getmetafield(L, idx, "__call") != LUA_TNIL;
+    if (has_call)
+        lua_pop(L, 1);
+    return has_call;
+}
+
+static lua_Number check_time(lua_State *L, const char *fname, const char *what, int at_least_zero)
+{
+    int isnum;
+    lua_Number x = lua_tonumberx(L, 1, &isnum);
+    if (!isnum || !isfinite(x) || (at_least_zero && x < 0))
+        luaL_error(L, "bad argument '%s' to '%s' (finite number%s expected, got %s)", what, fname,
+                   at_least_zero ? " >= 0" : "",
+                   !isnum ? luaL_typename(L, 1) : x != x ? "nan" : lua_tostring(L, 1));
+    return x;
+}
+
+/* Pending timers are anchored in the state's UV_TIMERS table, keyed by their
+ * address, so the heap's pointers stay valid whatever the script drops. */
+static void anchor(lua_State *L, lua_timer *t, int timer)
+{
+    lua_getiuservalue(L, STATE, UV_TIMERS);
+    if (timer)
+        lua_pushvalue(L, timer);
+    else
+        lua_pushnil(L);
+    lua_rawsetp(L, -2, t);
+    lua_pop(L, 1);
+}
+
+static void release(lua_State *L, int timer)
+{
+    lua_pushnil(L);
+    lua_setiuservalue(L, timer, TIMER_FN);
+    lua_pushnil(L);
+    lua_setiuservalue(L, timer, TIMER_ARGS);
+}
+
+/* Arguments: 1 time, 2 fn, 3... its arguments.  Returns the timer. */
+static int schedule(lua_State *L, const char *fname, double due)
+{
+    as_state *st = lua_touserdata(L, STATE);
+    if (!is_callable(L, 2))
+        return luaL_error(L, "bad argument 'fn' to '%s' (function expected, got %s)", fname,
+                          luaL_typename(L, 2));
+    int nargs = lua_gettop(L) - 2;
+    lua_timer *t = lua_newuserdatauv(L, sizeof *t, TIMER_NUV);
+    int timer = lua_gettop(L);
+    t->node.slot = AS_TIMER_IDLE;
+    t->cancelled = 0;
+    luaL_setmetatable(L, TIMER_MT);
+    lua_pushvalue(L, 2);
+    lua_setiuservalue(L, timer, TIMER_FN);
+    if (nargs > 0) {
+        lua_createtable(L, nargs, 1);
+        for (int i = 1; i <= nargs; i++) {
+            lua_pushvalue(L, 2 + i);
+            lua_rawseti(L, -2, i);
+        }
+        lua_pushinteger(L, nargs);
+        lua_setfield(L, -2, "n");
+        lua_setiuservalue(L, timer, TIMER_ARGS);
+    }
+    anchor(L, t, timer);
+    if (as_timers_add(&st->timers, &t->node, due) < 0) {
+        anchor(L, t, 0);
+        return luaL_error(L, "%s: out of memory", fname);
+    }
+    return 1;
+}
+
+/* call_later(delay, fn, ...) -> timer */
+int as_call_later(lua_State *L)
+{
+    lua_Number delay = check_time(L, "call_later", "delay", 1);
+    return schedule(L, "call_later", as_monotonic() + delay);
+}
+
+/* call_at(when, fn, ...) -> timer; when on the time() clock */
+int as_call_at(lua_State *L)
+{
+    return schedule(L, "call_at", check_time(L, "call_at", "when", 0));
+}
+
+/* timer:cancel() -> true if it was pending */
+static int timer_cancel(lua_State *L)
+{
+    as_state *st = lua_touserdata(L, STATE);
+    lua_timer *t = check_timer(L, 1, "cancel");
+    if (!as_timers_remove(&st->timers, &t->node)) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    t->cancelled = 1;
+    anchor(L, t, 0);
+    release(L, 1);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int timer_cancelled(lua_State *L)
+{
+    lua_pushboolean(L, check_timer(L, 1, "cancelled")->cancelled);
+    return 1;
+}
+
+static int timer_when(lua_State *L)
+{
+    lua_pushnumber(L, check_timer(L, 1, "when")->node.due);
+    return 1;
+}
+
+static int timer_tostring(lua_State *L)
+{
+    lua_timer *t = check_timer(L, 1, "tostring");
+    const char *state = as_timer_pending(&t->node) ? "pending" : t->cancelled ? "cancelled" : "done";
+    lua_pushfstring(L, "<asyncore.timer %s when=%f at %p>", state, (lua_Number)t->node.due,
+                    (void *)t);
+    return 1;
+}
+
+static int timer_body(lua_State *L)
+{
+    int nargs = 0;
+    if (lua_type(L, 2) == LUA_TTABLE) {
+        lua_getfield(L, 2, "n");
+        nargs = (int)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        luaL_checkstack(L, nargs, "too many timer arguments");
+        for (int i = 1; i <= nargs; i++)
+            lua_rawgeti(L, 2, i);
+    }
+    lua_remove(L, 2); /* the packed arguments: fn comes right below its arguments */
+    lua_call(L, nargs, 0);
+    return 0;
+}
+
+/* Calls the timer at idx (taken out of the heap); its error goes to the
+ * timer-error hook, or leaves the loop (ExitNow, Ctrl-C). */
+static void fire(lua_State *L, int timer)
+{
+    int base = lua_gettop(L);
+    lua_getiuservalue(L, STATE, UV_MSGH);   /* base + 1 */
+    lua_pushcfunction(L, timer_body);
+    lua_getiuservalue(L, timer, TIMER_FN);
+    lua_getiuservalue(L, timer, TIMER_ARGS);
+    release(L, timer);
+    if (lua_pcall(L, 2, 0, base + 1) != LUA_OK) {
+        if (as_must_propagate(L, lua_gettop(L)))
+            lua_error(L);
+        if (lua_getiuservalue(L, STATE, UV_TIMER_ERROR) != LUA_TFUNCTION) {
+            lua_pop(L, 1); /* the core used without asyncore.lua: nobody to report to */
+            lua_error(L);
+        }
+        lua_pushvalue(L, -2);
+        lua_getiuservalue(L, STATE, UV_TRACEBACK);
+        lua_call(L, 2, 0);
+    }
+    lua_settop(L, base);
+}
+
+void as_run_timers(lua_State *L)
+{
+    as_state *st = lua_touserdata(L, STATE);
+    as_timer *first = as_timers_first(&st->timers);
+    double now;
+    if (first == NULL || first->due > (now = as_monotonic()))
+        return;
+    /* Timers made by the ones that run now wait for a later pass, so a timer
+     * that re-arms itself with delay 0 cannot hold the loop. */
+    unsigned long long horizon = st->timers.next_seq;
+    int base = lua_gettop(L);
+    lua_getiuservalue(L, STATE, UV_TIMERS); /* base + 1 */
+    while ((first = as_timers_first(&st->timers)) != NULL && first->due <= now &&
+           first->seq < horizon) {
+        as_timers_remove(&st->timers, first);
+        lua_rawgetp(L, base + 1, first);
+        lua_pushnil(L);
+        lua_rawsetp(L, base + 1, first);
+        fire(L, base + 2);
+        lua_settop(L, base + 1);
+    }
+    lua_settop(L, base);
+}
+
+double as_next_timer_wait(lua_State *L, double wait)
+{
+    as_state *st = lua_touserdata(L, STATE);
+    as_timer *first = as_timers_first(&st->timers);
+    if (first == NULL)
+        return wait;
+    double until = first->due - as_monotonic();
+    if (until < 0)
+        until = 0;
+    return (wait < 0 || until < wait) ? until : wait;
+}
+
+int as_timers_pending(lua_State *L)
+{
+    as_state *st = lua_touserdata(L, STATE);
+    return st->timers.count > 0;
+}
+
+void as_open_timers(lua_State *L)
+{
+    static const luaL_Reg methods[] = {
+        {"cancel", timer_cancel},
+        {"cancelled", timer_cancelled},
+        {"when", timer_when},
+        {NULL, NULL},
+    };
+    int state = lua_gettop(L);
+    lua_newtable(L);
+    lua_setiuservalue(L, state, UV_TIMERS);
+    luaL_newmetatable(L, TIMER_MT);
+    lua_pushcfunction(L, timer_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_newtable(L);
+    lua_pushvalue(L, state);
+    luaL_setfuncs(L, methods, 1); /* cancel needs the heap */
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+}
