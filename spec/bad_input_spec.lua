@@ -2,7 +2,7 @@
 -- every method of the classes (on fresh instances without a socket, with one
 -- and after close()), of socket objects and of file_wrapper, called with wrong
 -- types, missing arguments, absurd sizes, bad addresses and ports.  Each call
--- must return or raise a string error that names the function (as docs/API.md
+-- must return or raise a string error that names the function (as docs/reference.md
 -- promises: "a Lua error that names the function"), must not kill the
 -- process, and the walk must not leak descriptors.
 local asyncore = require "asyncore"

@@ -842,7 +842,7 @@ describe("an error raised by", function()
     end)
 
     if backend ~= "select" then
-      -- NOTE (reported): docs/API.md says an error in "the handle_close the
+      -- NOTE (reported): docs/reference.md says an error in "the handle_close the
       -- loop calls on hang-up" propagates out of loop().  Python 3.11's
       -- readwrite() calls that handle_close inside its try, so the error goes
       -- to handle_error; the implementation does what Python does, and this
@@ -1010,7 +1010,7 @@ describe("garbage collection under stress", function()
   end)
 
   -- The loop keeps the channels its last pass saw; del_channel() must make it
-  -- let go at once (docs/API.md, Lifetime: a channel in no map that nothing
+  -- let go at once (docs/reference.md, Lifetime: a channel in no map that nothing
   -- references is collected and its socket closed).
   for _, backend in ipairs(BACKENDS) do
     it("a del_channel()ed, dropped channel that a pass saw is collected without another pass (" .. backend .. ")", function()

@@ -398,6 +398,7 @@ describe("timer bad input", function()
     { "call_later", P(1, 5), "bad argument 'fn' to 'call_later' %(function expected, got number%)" },
     { "call_later", P(1), "bad argument 'fn' to 'call_later' %(function expected, got no value%)" },
     { "call_later", P(1, {}), "bad argument 'fn' to 'call_later' %(function expected, got table%)" },
+    { "call_later", P("1", print), "bad argument 'delay' to 'call_later' %(finite number >= 0 expected, got string%)" },
     { "call_at", P("x", print), "bad argument 'when' to 'call_at' %(finite number expected, got string%)" },
     { "call_at", P(-math.huge, print), "bad argument 'when' to 'call_at'" },
     { "call_at", P(1, nil), "bad argument 'fn' to 'call_at'" },

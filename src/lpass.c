@@ -57,7 +57,9 @@ void as_route_error(lua_State *L, int obj, int disconnect_closes)
         as_call_method(L, obj, "handle_close");
         return;
     }
-    lua_getfield(L, obj, "handle_error");
+    if (lua_getfield(L, obj, "handle_error") == LUA_TNIL)
+        luaL_error(L, "loop: a channel in the map has no handle_error method, to take: %s",
+                   luaL_tolstring(L, err, NULL));
     lua_pushvalue(L, obj);
     lua_pushvalue(L, err);
     lua_getiuservalue(L, STATE, UV_TRACEBACK);

@@ -38,8 +38,8 @@ static int is_callable(lua_State *L, int idx)
 
 static lua_Number check_time(lua_State *L, const char *fname, const char *what, int at_least_zero)
 {
-    int isnum;
-    lua_Number x = lua_tonumberx(L, 1, &isnum);
+    int isnum = lua_type(L, 1) == LUA_TNUMBER; /* a numeric string is a mistake here */
+    lua_Number x = lua_tonumber(L, 1);
     if (!isnum || !isfinite(x) || (at_least_zero && x < 0))
         luaL_error(L, "bad argument '%s' to '%s' (finite number%s expected, got %s)", what, fname,
                    at_least_zero ? " >= 0" : "",
