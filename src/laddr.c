@@ -35,8 +35,12 @@ static int check_port(lua_State *L, int arg)
 int as_check_address(lua_State *L, int arg, int family, int socktype, int passive,
                      struct sockaddr_storage *addr, socklen_t *len)
 {
-    if (family == AF_UNIX)
+    if (family == AF_UNIX) {
+        /* a port here is a mistake that would bind a file named after the host */
+        luaL_argcheck(L, lua_isnoneornil(L, arg + 1), arg + 1,
+                      "an AF_UNIX address is a path alone, no port");
         return check_unix(L, arg, addr, len);
+    }
     const char *host = luaL_optstring(L, arg, "");
     int port = check_port(L, arg + 1);
     memset(addr, 0, sizeof *addr);
