@@ -11,32 +11,11 @@ local quote = support.shell_quote
 -- core) where this process does.
 local LUA = ("env LUA_PATH=%s LUA_CPATH=%s lua5.4"):format(quote(package.path), quote(package.cpath))
 
--- Every wait: at most TRIES pauses of PAUSE seconds.
-local TRIES, PAUSE = 200, 0.05
+local wait_until = support.wait_until
 
-local function wait_until(pred, step)
-  for _ = 1, TRIES do
-    if pred() then return true end
-    if step then step() else support.pause(PAUSE) end
-  end
-  return pred() and true or false
-end
+local make_tmpdir = support.make_tmpdir
 
-local function make_tmpdir()
-  local p = assert(io.popen("env -u LD_PRELOAD mktemp -d"))
-  local dir = p:read("l")
-  p:close()
-  assert(dir and dir ~= "", "mktemp -d failed")
-  return dir
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local data = f:read("a")
-  f:close()
-  return data
-end
+local read_file = support.read_file_or_empty
 
 -- Whether pid is a live (not zombie) process running the program comm.
 local function running(pid, comm)
@@ -315,7 +294,7 @@ describe("examples/chat_server.lua as a module", function()
       os.execute("rm -rf " .. quote(dir))
     end)
     local _, port = server:getsockname()
-    local function pass() asyncore.loop(PAUSE, nil, map, 1) end
+    local function pass() asyncore.loop(0.05, nil, map, 1) end
 
     a = start_client(dir, "a", "nc", "127.0.0.1 " .. port)
     a:expect("* welcome, you are guest1 (/nick NAME, /who, /paste BYTES, /quit)", pass)

@@ -13,24 +13,9 @@ local quote = support.shell_quote
 -- where this process does; its workers inherit that.
 local LUA = ("env LUA_PATH=%s LUA_CPATH=%s lua5.4"):format(quote(package.path), quote(package.cpath))
 
--- Every wait: at most TRIES pauses of PAUSE seconds.
-local TRIES, PAUSE = 200, 0.05
+local wait_until = support.wait_until
 
-local function wait_until(pred)
-  for _ = 1, TRIES do
-    if pred() then return true end
-    support.pause(PAUSE)
-  end
-  return pred() and true or false
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local data = f:read("a")
-  f:close()
-  return data
-end
+local read_file = support.read_file_or_empty
 
 local function command_output(command)
   local p = assert(io.popen("env -u LD_PRELOAD " .. command))
@@ -192,7 +177,7 @@ local function ping(port, total, parallel)
         Client(started)
       end
       if finished == total then return end
-      asyncore.loop { timeout = PAUSE, map = map, count = 1 }
+      asyncore.loop { timeout = 0.05, map = map, count = 1 }
     end
   end)
   asyncore.close_all(map, true)

@@ -10,13 +10,7 @@ local quote = support.shell_quote
 -- core) where this process does.
 local LUA = ("env LUA_PATH=%s LUA_CPATH=%s lua5.4"):format(quote(package.path), quote(package.cpath))
 
-local function make_tmpdir()
-  local p = assert(io.popen("env -u LD_PRELOAD mktemp -d"))
-  local dir = p:read("l")
-  p:close()
-  assert(dir and dir ~= "", "mktemp -d failed")
-  return dir
-end
+local make_tmpdir = support.make_tmpdir
 
 -- n bytes covering every byte value ("\0", "\r", "\n" among them).
 local function binary_data(n)

@@ -210,4 +210,32 @@ function M.fd_is_open(fd)
   return os.execute(("test -L /proc/%s/fd/%d"):format(pid, fd)) == true
 end
 
+-- Waits for pred(): at most 200 tries, each after step() or a 0.05 s pause.
+-- Returns whether pred() came true.
+function M.wait_until(pred, step)
+  for _ = 1, 200 do
+    if pred() then return true end
+    if step then step() else M.pause(0.05) end
+  end
+  return pred() and true or false
+end
+
+-- A fresh directory from mktemp -d (run without the ASan preload).
+function M.make_tmpdir()
+  local p = assert(io.popen("env -u LD_PRELOAD mktemp -d"))
+  local dir = p:read("l")
+  p:close()
+  assert(dir and dir ~= "", "mktemp -d failed")
+  return dir
+end
+
+-- The contents of path, or "" when it cannot be read (not yet written).
+function M.read_file_or_empty(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local data = f:read("a")
+  f:close()
+  return data
+end
+
 return M

@@ -19,32 +19,11 @@ local LUA = ("env LUA_PATH=%s LUA_CPATH=%s timeout --foreground 60 lua5.4")
 -- Other children do not inherit a sanitizer runtime preloaded for this process.
 local NOASAN = "env -u LD_PRELOAD "
 
--- Every wait: at most TRIES pauses of PAUSE seconds.
-local TRIES, PAUSE = 200, 0.05
+local wait_until = support.wait_until
 
-local function wait_until(pred, step)
-  for _ = 1, TRIES do
-    if pred() then return true end
-    if step then step() else support.pause(PAUSE) end
-  end
-  return pred() and true or false
-end
+local make_tmpdir = support.make_tmpdir
 
-local function make_tmpdir()
-  local p = assert(io.popen(NOASAN .. "mktemp -d"))
-  local dir = p:read("l")
-  p:close()
-  assert(dir and dir ~= "", "mktemp -d failed")
-  return dir
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local data = f:read("a")
-  f:close()
-  return data
-end
+local read_file = support.read_file_or_empty
 
 local function exists(path)
   return os.execute("test -e " .. quote(path)) == true
@@ -388,7 +367,7 @@ describe("examples/syslog_server.lua as a module", function()
       assert(sender:sendto("<11>app: one", server:getsockname()))
       assert(sender:sendto("<12>app: two", server:getsockname()))
       assert.is_true(wait_until(function() return #got == 2 end, function()
-        asyncore.loop { backend = backend, map = map, count = 1, timeout = PAUSE }
+        asyncore.loop { backend = backend, map = map, count = 1, timeout = 0.05 }
       end))
       asyncore.loop { backend = backend, map = map, count = 3, timeout = 0.01 }
       assert.are.same({
