@@ -89,6 +89,38 @@ describe("call_later and call_at", function()
     assert.same(expected, fired)
   end)
 
+  it("keep due order under random interleaved adds, cancels and passes", function()
+    math.randomseed(66)
+    local pending, serial = {}, 0 -- serial -> entry, for the timers not yet run or cancelled
+    local base = asyncore.time()
+    for _ = 1, 40 do
+      local fired = {}
+      for _ = 1, math.random(1, 400) do
+        if math.random() < 0.3 and next(pending) then
+          -- cancel a random pending timer
+          local keys = {}
+          for k in pairs(pending) do keys[#keys + 1] = k end
+          local k = keys[math.random(#keys)]
+          assert.is_true(pending[k].timer:cancel())
+          pending[k] = nil
+        else
+          serial = serial + 1
+          local id = serial
+          -- due in the past (runs at the next pass) or far ahead (stays)
+          local when = math.random() < 0.8 and base - math.random(0, 50) / 100 or base + 3600
+          pending[id] = { when = when, id = id,
+            timer = at(when, function() fired[#fired + 1] = id; pending[id] = nil end) }
+        end
+      end
+      local due = {}
+      for _, e in pairs(pending) do if e.when <= base then due[#due + 1] = e end end
+      table.sort(due, function(x, y) return x.when < y.when or (x.when == y.when and x.id < y.id) end)
+      for i, e in ipairs(due) do due[i] = e.id end
+      asyncore.poll(0, {})
+      assert.same(due, fired)
+    end
+  end)
+
   it("pass their extra arguments, nils included", function()
     local got
     later(0, function(...) got = table.pack(...) end, nil, 2, nil)
