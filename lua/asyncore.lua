@@ -295,7 +295,7 @@ function dispatcher:__tostring()
   if type(addr) == "table" then
     local host, port = tostring(addr[1]), tostring(addr[2])
     status[#status + 1] = (host:find(":", 1, true) and "[" .. host .. "]" or host) .. ":" .. port
-  elseif addr ~= nil then
+  elseif addr ~= nil and addr ~= "" then -- an unnamed AF_UNIX peer has no path to show
     status[#status + 1] = tostring(addr)
   end
   return ("<%s at %p>"):format(table.concat(status, " "), self)

@@ -394,3 +394,32 @@ for _, backend in ipairs(backends) do
     end)
   end
 end
+
+describe("tostring of a channel on an unnamed AF_UNIX peer", function()
+  it("shows no empty address", function()
+    local support = require "support"
+    local path = support.tmppath(".sock")
+    local map = {}
+    local server = asyncore.dispatcher(nil, map)
+    server:create_socket(asyncore.AF_UNIX, asyncore.SOCK_STREAM)
+    server:bind(path)
+    server:listen(1)
+    local accepted
+    server.handle_accepted = function(_, sock, peer)
+      accepted = asyncore.dispatcher(sock, map)
+      accepted.addr = peer -- "" for a peer that never bound a path
+    end
+    local client = asyncore.dispatcher(nil, map)
+    client:create_socket(asyncore.AF_UNIX, asyncore.SOCK_STREAM)
+    client:connect(path)
+    for _ = 1, 50 do
+      if accepted then break end
+      asyncore.loop { map = map, count = 1, timeout = 0.05 }
+    end
+    assert.is_truthy(accepted)
+    assert.are.equal("", accepted.addr)
+    assert.matches("^<asyncore%.dispatcher connected at 0x%x+>$", tostring(accepted))
+    asyncore.close_all(map)
+    os.remove(path)
+  end)
+end)
