@@ -140,13 +140,16 @@ for _, n in ipairs(sizes) do
     cells[#cells + 1] = ("%.3f"):format(us_per(impl, n))
   end
   if have_luv then
-    -- the ratio of medians of paired rounds' totals
+    -- the median over rounds of each round's asyncore/luv ratio of totals
     local ratios = {}
     for i = 1, rounds do
       local a, b = samples.asyncore[n][i], samples.luv[n][i]
-      ratios[i] = { make = 0, cancel = 0, run = (a.make + a.cancel + a.run) / (b.make + b.cancel + b.run) }
+      ratios[i] = (a.make + a.cancel + a.run) / (b.make + b.cancel + b.run)
     end
-    cells[#cells + 1] = ("%.2f"):format(median(ratios, "run"))
+    table.sort(ratios)
+    local m = #ratios
+    cells[#cells + 1] = ("%.2f"):format(m % 2 == 1 and ratios[(m + 1) // 2]
+      or (ratios[m // 2] + ratios[m // 2 + 1]) / 2)
   end
   print("| " .. table.concat(cells, " | ") .. " |")
 end

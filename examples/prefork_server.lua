@@ -168,10 +168,16 @@ local function run_parent(host, port, count)
   -- makes a port that is already taken fail here, at once).  Its map is
   -- never polled: an idle socket that is not listening may report a hangup.
   local reserve = asyncore.dispatcher(nil, {})
-  reserve:create_socket(family_of(host))
-  reserve:set_reuse_addr()
-  reserve:set_reuse_port()
-  reserve:bind(host, port)
+  local reserved, why = pcall(function()
+    reserve:create_socket(family_of(host))
+    reserve:set_reuse_addr()
+    reserve:set_reuse_port()
+    reserve:bind(host, port)
+  end)
+  if not reserved then -- a port in use, a bad host: one line, not a traceback
+    io.stderr:write("prefork server: ", tostring(why), "\n")
+    os.exit(1)
+  end
   host, port = reserve:getsockname()
 
   -- How the parent learns that a worker listens: the worker's stdout is the

@@ -624,7 +624,14 @@ core.set_defaults {
   writable = dispatcher.writable,
   send_writable = dispatcher_with_send.writable,
   -- looked up at each error, so a script's replacement is used
-  timer_error = function(err, traceback) return M.handle_timer_error(err, traceback) end,
+  timer_error = function(err, traceback)
+    local handler = M.handle_timer_error
+    if type(handler) ~= "function" and not (getmetatable(handler) or {}).__call then
+      error(("handle_timer_error: asyncore.handle_timer_error is a %s, not a function, to take: %s")
+        :format(type(handler), tostring(err)), 0)
+    end
+    return handler(err, traceback)
+  end,
 }
 
 return M

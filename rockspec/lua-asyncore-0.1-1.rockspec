@@ -28,6 +28,7 @@ build = {
             "src/buffer.c",
             "src/errnames.c",
             "src/framing.c",
+            "src/grow.c",
             "src/laddr.c",
             "src/lasyncore.c",
             "src/lchat.c",

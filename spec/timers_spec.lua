@@ -249,6 +249,19 @@ describe("timers that make timers", function()
     client:close(); peer:close()
   end)
 
+  it("a timer re-armed with a time in the past holds back no other due timer", function()
+    local steps, other_ran_at = 0, nil
+    local function step()
+      steps = steps + 1
+      if steps < 1000 then made[#made + 1] = asyncore.call_at(0, step) end
+    end
+    at(0, step)
+    later(0, function() other_ran_at = steps end)
+    asyncore.poll(0, {})
+    assert.are.equal(1, other_ran_at)
+    assert.are.equal(1, steps)
+  end)
+
   it("a chain of timers ends, and loop() without count returns when it does", function()
     local n = 0
     local function step()
@@ -375,6 +388,14 @@ describe("errors in timers", function()
     assert.is_true(ran)
   end)
 
+  it("a handle_timer_error that is not a function leaves the loop with the error it could not take", function()
+    asyncore.handle_timer_error = 42
+    later(0, function() error("original", 0) end)
+    local ok, err = pcall(asyncore.loop, { map = {} })
+    assert.is_false(ok)
+    assert.are.equal("handle_timer_error: asyncore.handle_timer_error is a number, not a function, to take: original", err)
+  end)
+
   it("an error inside handle_timer_error leaves the loop", function()
     asyncore.handle_timer_error = function() error("handler broke", 0) end
     later(0, function() error("first") end)
@@ -416,6 +437,39 @@ describe("timer lifetime", function()
     collectgarbage(); collectgarbage()
     assert.is_nil(weak.arg)
     assert.is_false(t:cancel())
+  end)
+end)
+
+describe("timers and the core", function()
+  it("a second copy of the core keeps its timers apart", function()
+    local saved = package.loaded["asyncore.core"]
+    package.loaded["asyncore.core"] = nil
+    local other = require "asyncore.core"
+    package.loaded["asyncore.core"] = saved
+    assert.are_not.equal(saved, other)
+    local ran = false
+    local t = saved.call_later(0, function() ran = true end)
+    made[#made + 1] = t
+    local u = other.call_later(60, function() end)
+    assert.is_true(t:cancel())
+    assert.is_true(t:cancelled())
+    assert.is_true(u:cancel())
+    saved.pass(0, {}, "poll", true)
+    assert.is_false(ran)
+  end)
+
+  it("memory taken by a burst of timers is given back once they have run", function()
+    collectgarbage(); collectgarbage()
+    local before = collectgarbage("count")
+    local f = function() end
+    for _ = 1, 100000 do asyncore.call_later(0, f) end
+    asyncore.poll(0, {})
+    later(0, f)
+    asyncore.poll(0, {})
+    collectgarbage(); collectgarbage()
+    -- 100,000 pending timers take about 14 MB; what stays must be far less
+    assert.is_true(collectgarbage("count") - before < 1024,
+      ("%.0f KiB kept"):format(collectgarbage("count") - before))
   end)
 end)
 

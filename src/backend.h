@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 
+#include "grow.h"
 #include "loop.h"
 
 struct as_backend {
@@ -36,12 +37,9 @@ extern const as_backend as_backend_epoll;
 extern const as_backend as_backend_kqueue;
 #endif
 
-/* Grows *array (of elem-byte items, *capacity of them) to hold at least need
- * items, doubling; new items are zeroed.  0, or -1 with errno ENOMEM. */
-int as_grow(void **array, size_t *capacity, size_t need, size_t elem);
-
-/* A wait's timeout in milliseconds (-1: none), rounded up so that a short
- * timeout never turns into a busy wait. */
+/* A wait's timeout in milliseconds, rounded up so that a short timeout never
+ * turns into a busy wait; -1 (none) for a negative timeout, and a finite one
+ * too long for an int is cut to the longest, so a far timer still wakes. */
 int as_timeout_ms(double timeout);
 
 #endif

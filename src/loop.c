@@ -28,33 +28,12 @@ struct as_loop {
     size_t capacity;
 };
 
-int as_grow(void **array, size_t *capacity, size_t need, size_t elem)
-{
-    if (need <= *capacity)
-        return 0;
-    size_t cap = *capacity ? *capacity : 64;
-    while (cap < need) {
-        if (cap > ((size_t)-1) / 2 / elem) {
-            errno = ENOMEM;
-            return -1;
-        }
-        cap *= 2;
-    }
-    char *p = realloc(*array, cap * elem);
-    if (p == NULL) {
-        errno = ENOMEM;
-        return -1;
-    }
-    memset(p + *capacity * elem, 0, (cap - *capacity) * elem);
-    *array = p;
-    *capacity = cap;
-    return 0;
-}
-
 int as_timeout_ms(double timeout)
 {
-    if (timeout < 0 || timeout * 1000.0 >= (double)INT32_MAX)
+    if (timeout < 0)
         return -1;
+    if (timeout * 1000.0 >= (double)INT32_MAX)
+        return INT32_MAX;
     return (int)ceil(timeout * 1000.0);
 }
 

@@ -58,7 +58,7 @@ void as_route_error(lua_State *L, int obj, int disconnect_closes)
         return;
     }
     if (lua_getfield(L, obj, "handle_error") == LUA_TNIL)
-        luaL_error(L, "loop: a channel in the map has no handle_error method, to take: %s",
+        luaL_error(L, "handle_error: the channel has no handle_error method, to take: %s",
                    luaL_tolstring(L, err, NULL));
     lua_pushvalue(L, obj);
     lua_pushvalue(L, err);
@@ -273,8 +273,10 @@ int as_pass(lua_State *L)
     int full = lua_toboolean(L, 4);
     lua_settop(L, 3);
     lua_pushnil(L);
-    if (!lua_next(L, 2) && !as_timers_pending(L))
-        return more(L, 2); /* nothing to do: Python's poll() and poll2() return at once */
+    if (!lua_next(L, 2) && !as_timers_pending(L)) {
+        lua_pushboolean(L, 0);
+        return 1; /* nothing to do: Python's poll() and poll2() return at once */
+    }
     lua_settop(L, 3);
 
     int switched = as_loop_use(st->loop, backend);

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "backend.h"
+#include "grow.h"
 #include "timers.h"
 
 double as_monotonic(void)
@@ -89,6 +89,16 @@ int as_timers_remove(as_timers *timers, as_timer *timer)
             sift_down(timers, slot);
     }
     return 1;
+}
+
+int as_timers_restore(as_timers *timers, as_timer *timer)
+{
+    if (as_grow((void **)&timers->heap, &timers->capacity, timers->count + 1,
+                sizeof *timers->heap) < 0)
+        return -1;
+    place(timers, timer, timers->count++);
+    sift_up(timers, timer->slot);
+    return 0;
 }
 
 as_timer *as_timers_first(const as_timers *timers)

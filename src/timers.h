@@ -26,6 +26,9 @@ void as_timers_free(as_timers *timers);
 
 /* Makes timer pending, due at due: 0, or -1 with errno ENOMEM. */
 int as_timers_add(as_timers *timers, as_timer *timer, double due);
+/* Puts back a timer taken out, with its due time and place in the order:
+ * 0, or -1 with errno ENOMEM. */
+int as_timers_restore(as_timers *timers, as_timer *timer);
 /* Takes timer out of the heap: 1 if it was pending, else 0. */
 int as_timers_remove(as_timers *timers, as_timer *timer);
 /* The first timer to come due, or NULL when none is pending. */
