@@ -110,12 +110,17 @@ for r = 1, rounds do
   io.stderr:write(("round %d/%d done\n"):format(r, rounds))
 end
 
-local function median(list, field)
-  local xs = {}
-  for i, s in ipairs(list) do xs[i] = field and s[field] or (s.make + s.cancel + s.run) end
+local function median_of(xs)
   table.sort(xs)
   local m = #xs
   return m % 2 == 1 and xs[(m + 1) // 2] or (xs[m // 2] + xs[m // 2 + 1]) / 2
+end
+
+-- the median of one phase (field) or of the total over a list of results
+local function median(list, field)
+  local xs = {}
+  for i, s in ipairs(list) do xs[i] = field and s[field] or (s.make + s.cancel + s.run) end
+  return median_of(xs)
 end
 
 local function us_per(impl, n, field) return median(samples[impl][n], field) / n * 1e6 end
@@ -146,10 +151,7 @@ for _, n in ipairs(sizes) do
       local a, b = samples.asyncore[n][i], samples.luv[n][i]
       ratios[i] = (a.make + a.cancel + a.run) / (b.make + b.cancel + b.run)
     end
-    table.sort(ratios)
-    local m = #ratios
-    cells[#cells + 1] = ("%.2f"):format(m % 2 == 1 and ratios[(m + 1) // 2]
-      or (ratios[m // 2] + ratios[m // 2 + 1]) / 2)
+    cells[#cells + 1] = ("%.2f"):format(median_of(ratios))
   end
   print("| " .. table.concat(cells, " | ") .. " |")
 end

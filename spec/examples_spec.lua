@@ -2,6 +2,7 @@
 -- http.server, the echo server and client in one process, in two processes and
 -- against a Python peer, and the demo end to end.  Run from the checkout root.
 local asyncore = require "asyncore"
+local support = require "support"
 
 -- The examples as modules, loaded without adding examples/ to package.path.
 local function example(name)
@@ -27,7 +28,6 @@ end
 -- Children other than Lua do not inherit a sanitizer runtime preloaded for
 -- this process (make asan): its leak check would fail them at exit.
 local PYTHON = "env -u LD_PRELOAD python3"
-local MKTEMP = "env -u LD_PRELOAD mktemp -d"
 
 -- Runs passes over map until done() is true or the passes run out; returns done().
 local function run_until(done, map)
@@ -82,13 +82,7 @@ local function run(command)
   return output, code
 end
 
-local function make_tmpdir()
-  local p = assert(io.popen(MKTEMP))
-  local dir = p:read("l")
-  p:close()
-  assert(dir and dir ~= "", "mktemp -d failed")
-  return dir
-end
+local make_tmpdir = support.make_tmpdir
 
 local function write_file(path, data)
   local f = assert(io.open(path, "wb"))

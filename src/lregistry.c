@@ -37,30 +37,31 @@ static int has_flags(as_registry *reg, int fd)
     return as_grow((void **)&reg->flags, &reg->flags_cap, (size_t)fd + 1, 1) == 0;
 }
 
+/* Appends fd to a list (*items, *n of them, *cap room) unless the flag bit
+ * says it is there already. */
+static int add_once(as_registry *reg, int fd, unsigned char bit, int **items, int *n, size_t *cap)
+{
+    if (!has_flags(reg, fd))
+        return -1;
+    if (reg->flags[fd] & bit)
+        return 0;
+    if (as_grow((void **)items, cap, (size_t)*n + 1, sizeof(int)) != 0)
+        return -1;
+    reg->flags[fd] |= bit;
+    (*items)[(*n)++] = fd;
+    return 0;
+}
+
 int as_registry_touch(as_registry *reg, int fd)
 {
-    if (fd < 0 || !has_flags(reg, fd))
+    if (fd < 0)
         return -1;
-    if (reg->flags[fd] & REG_DIRTY)
-        return 0;
-    if (as_grow((void **)&reg->dirty, &reg->dirty_cap, (size_t)reg->ndirty + 1, sizeof(int)) != 0)
-        return -1;
-    reg->flags[fd] |= REG_DIRTY;
-    reg->dirty[reg->ndirty++] = fd;
-    return 0;
+    return add_once(reg, fd, REG_DIRTY, &reg->dirty, &reg->ndirty, &reg->dirty_cap);
 }
 
 static int queue(as_registry *reg, int fd)
 {
-    if (!has_flags(reg, fd))
-        return -1;
-    if (reg->flags[fd] & REG_QUEUED)
-        return 0;
-    if (as_grow((void **)&reg->work, &reg->work_cap, (size_t)reg->nwork + 1, sizeof(int)) != 0)
-        return -1;
-    reg->flags[fd] |= REG_QUEUED;
-    reg->work[reg->nwork++] = fd;
-    return 0;
+    return add_once(reg, fd, REG_QUEUED, &reg->work, &reg->nwork, &reg->work_cap);
 }
 
 static int ask(lua_State *L, int obj)

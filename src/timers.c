@@ -61,16 +61,21 @@ static void sift_down(as_timers *timers, size_t slot)
     place(timers, timer, slot);
 }
 
-int as_timers_add(as_timers *timers, as_timer *timer, double due)
+int as_timers_restore(as_timers *timers, as_timer *timer)
 {
     if (as_grow((void **)&timers->heap, &timers->capacity, timers->count + 1,
                 sizeof *timers->heap) < 0)
         return -1;
-    timer->due = due;
-    timer->seq = timers->next_seq++;
     place(timers, timer, timers->count++);
     sift_up(timers, timer->slot);
     return 0;
+}
+
+int as_timers_add(as_timers *timers, as_timer *timer, double due)
+{
+    timer->due = due;
+    timer->seq = timers->next_seq++;
+    return as_timers_restore(timers, timer);
 }
 
 int as_timers_remove(as_timers *timers, as_timer *timer)
@@ -89,16 +94,6 @@ int as_timers_remove(as_timers *timers, as_timer *timer)
             sift_down(timers, slot);
     }
     return 1;
-}
-
-int as_timers_restore(as_timers *timers, as_timer *timer)
-{
-    if (as_grow((void **)&timers->heap, &timers->capacity, timers->count + 1,
-                sizeof *timers->heap) < 0)
-        return -1;
-    place(timers, timer, timers->count++);
-    sift_up(timers, timer->slot);
-    return 0;
 }
 
 as_timer *as_timers_first(const as_timers *timers)
