@@ -458,6 +458,37 @@ describe("timers and the core", function()
     assert.is_false(ran)
   end)
 
+  it("a finalizer run at exit after the core's own gets errors naming the call, not a crash", function()
+    -- Lua finalizes newest first: guard, made before require, runs its __gc
+    -- after the core has freed its loop and timer heap.
+    local script = support.tmppath(".lua")
+    support.write_file(script, [[
+      local guard = setmetatable({}, {__gc = function()
+        local a = package.loaded.asyncore
+        print("call_later", select(2, pcall(a.call_later, 0, print)))
+        print("poll", select(2, pcall(a.poll, 0)))
+        print("loop", select(2, pcall(a.loop, 0, nil, {}, 1)))
+        local d = a.dispatcher(a.socket(a.AF_INET, a.SOCK_STREAM))
+        d:close()
+        print("closed", d:fileno())
+      end})
+      local a = require "asyncore"
+      local pending = a.call_later(60, print) -- pending when the core goes
+      print("exiting")
+    ]])
+    local p = assert(io.popen(("LUA_PATH=%s LUA_CPATH=%s lua5.4 %s 2>&1; echo \"rc=$?\""):format(
+      support.shell_quote(package.path), support.shell_quote(package.cpath), support.shell_quote(script))))
+    local out = p:read("a")
+    p:close()
+    support.unlink(script)
+    local closed = "the asyncore core is closed %(the Lua state is closing%)"
+    assert.matches("^exiting\n", out)
+    assert.matches("\ncall_later\tcall_later: " .. closed .. "\n", out)
+    assert.matches("\npoll\t[^\n]*loop: " .. closed .. "\n", out)
+    assert.matches("\nloop\t[^\n]*loop: " .. closed .. "\n", out)
+    assert.matches("\nclosed\t%-1\nrc=0\n$", out)
+  end)
+
   it("memory taken by a burst of timers is given back once they have run", function()
     collectgarbage(); collectgarbage()
     local before = collectgarbage("count")

@@ -27,6 +27,14 @@ static int state_gc(lua_State *L)
     return 0;
 }
 
+as_state *as_live_state(lua_State *L, const char *fname)
+{
+    as_state *st = lua_touserdata(L, lua_upvalueindex(1));
+    if (st->loop == NULL)
+        luaL_error(L, "%s: the asyncore core is closed (the Lua state is closing)", fname);
+    return st;
+}
+
 /* set_defaults{readable=, writable=, send_writable=, timer_error=}: the
  * built-in methods the loop recognises, to decide interest without calling
  * them, and the function that reports a timer's error. */

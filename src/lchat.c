@@ -321,7 +321,7 @@ static void frame(lua_State *L, as_chat *c)
 
 static char *scratch(lua_State *L, size_t size)
 {
-    as_state *st = lua_touserdata(L, STATE);
+    as_state *st = as_live_state(L, "handle_read");
     if (st->scratch_size < size) {
         char *p = realloc(st->scratch, size);
         if (p == NULL)

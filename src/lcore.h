@@ -55,6 +55,11 @@ typedef struct as_state {
     size_t scratch_size;
 } as_state;
 
+/* lasyncore.c: the state of upvalue 1, or an error naming fname once the
+ * core's finalizer has freed it (a later finalizer may still call in while
+ * the Lua state closes). */
+as_state *as_live_state(lua_State *L, const char *fname);
+
 enum {
     UV_TRACEBACK = 1, /* traceback of the last error caught by the loop */
     UV_EXITNOW,       /* the asyncore.ExitNow sentinel */

@@ -265,7 +265,7 @@ static int more(lua_State *L, int map)
  * looks at every channel.  The wait ends early at the next timer. */
 int as_pass(lua_State *L)
 {
-    as_state *st = lua_touserdata(L, STATE);
+    as_state *st = as_live_state(L, "loop");
     lua_Number timeout = luaL_checknumber(L, 1);
     luaL_argcheck(L, timeout >= 0, 1, "timeout must be a number >= 0");
     luaL_checktype(L, 2, LUA_TTABLE);

@@ -306,6 +306,8 @@ int as_touch_channel(lua_State *L, int idx)
     if (fd < 0 || fd > INT_MAX)
         return -1;
     as_state *st = lua_touserdata(L, STATE);
+    if (st->loop == NULL)
+        return -1; /* the core is closed: no registry left to keep */
     if (as_registry_touch(&st->reg, (int)fd) != 0)
         luaL_error(L, "loop: out of memory");
     return (int)fd;
@@ -329,7 +331,7 @@ int as_reset(lua_State *L)
     lua_Integer fd = luaL_checkinteger(L, 2);
     as_state *st = lua_touserdata(L, STATE);
     lua_getiuservalue(L, STATE, UV_MIRROR);
-    if (fd < 0 || fd > INT_MAX || !lua_rawequal(L, -1, 1))
+    if (fd < 0 || fd > INT_MAX || !lua_rawequal(L, -1, 1) || st->loop == NULL)
         return 0;
     as_loop_set(st->loop, (int)fd, 0); /* a failure leaves it to the next pass */
     if (as_registry_touch(&st->reg, (int)fd) != 0)

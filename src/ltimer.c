@@ -74,7 +74,7 @@ static void release(lua_State *L, int timer)
 /* Arguments: 1 time, 2 fn, 3... its arguments.  Returns the timer. */
 static int schedule(lua_State *L, const char *fname, double due)
 {
-    as_state *st = lua_touserdata(L, STATE);
+    as_state *st = as_live_state(L, fname);
     if (!is_callable(L, 2))
         return luaL_error(L, "bad argument 'fn' to '%s' (function expected, got %s)", fname,
                           luaL_typename(L, 2));
