@@ -425,7 +425,9 @@ end)
 describe("constants", function()
   it("equal the OS's values", function()
     local names = { "AF_INET", "AF_INET6", "AF_UNIX", "SOCK_STREAM", "SOCK_DGRAM", "SOL_SOCKET",
-      "SO_ERROR", "SO_REUSEADDR", "SHUT_RD", "SHUT_WR", "SHUT_RDWR", "MSG_OOB" }
+      "SO_ERROR", "SO_REUSEADDR", "SO_REUSEPORT", "SO_BROADCAST", "SO_LINGER", "SO_KEEPALIVE",
+      "SO_RCVBUF", "SO_SNDBUF", "SO_TYPE", "IPPROTO_TCP", "TCP_NODELAY", "SHUT_RD", "SHUT_WR",
+      "SHUT_RDWR", "MSG_OOB", "MSG_PEEK" }
     local polls = { "POLLIN", "POLLOUT", "POLLPRI", "POLLHUP", "POLLERR", "POLLNVAL" }
     local code = "import socket, select, errno\n"
     for _, n in ipairs(names) do code = code .. ("print('%s', int(socket.%s))\n"):format(n, n) end

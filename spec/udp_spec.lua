@@ -538,6 +538,46 @@ print(" ".join(out))
     end
     assert.are.equal(python:gsub("\n$", ""), table.concat(out, " "))
   end)
+
+  -- connect on a datagram socket only sets the default destination: nothing
+  -- is sent, so the broadcast address can be checked without a datagram
+  -- leaving the machine.
+  local PYTHON_BROADCAST = [[
+import errno, socket
+def err(f):
+    try:
+        f()
+        return "ok"
+    except OSError as e:
+        return errno.errorcode[e.errno]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+out = [err(lambda: s.connect(("<broadcast>", 9)))]
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+out.append(err(lambda: s.connect(("<broadcast>", 9))))
+out.append("%s:%d" % s.getpeername() if out[-1] == "ok" else "-")
+print(" ".join(out))
+]]
+
+  it("take the host <broadcast> as 255.255.255.255, refused without SO_BROADCAST", function()
+    local python, ok = support.python_output(PYTHON_BROADCAST)
+    if not ok then
+      pending("python3 did not run")
+      return
+    end
+    local map = {}
+    finally(function() asyncore.close_all(map, true) end)
+    local d = Peer(map)
+    d:create_socket(asyncore.AF_INET, DGRAM)
+    local function err(f)
+      local done, e = pcall(f)
+      return done and "ok" or e:match("%((E%u+)%)$")
+    end
+    local out = { err(function() d:connect("<broadcast>", 9) end) }
+    assert(d.socket:setsockopt(asyncore.SOL_SOCKET, asyncore.SO_BROADCAST, 1))
+    out[2] = err(function() d:connect("<broadcast>", 9) end)
+    out[3] = out[2] == "ok" and ("%s:%d"):format(d:getpeername()) or "-"
+    assert.are.equal(python:gsub("\n$", ""), table.concat(out, " "))
+  end)
 end)
 
 describe("AF_UNIX addresses", function()

@@ -54,6 +54,10 @@ int as_check_address(lua_State *L, int arg, int family, int socktype, int passiv
             in->sin_addr.s_addr = htonl(INADDR_ANY);
             return 0;
         }
+        if (strcmp(host, "<broadcast>") == 0) { /* Python's name for INADDR_BROADCAST */
+            in->sin_addr.s_addr = htonl(INADDR_BROADCAST);
+            return 0;
+        }
         if (inet_pton(AF_INET, host, &in->sin_addr) == 1)
             return 0;
     } else if (family == AF_INET6) {

@@ -132,7 +132,8 @@ static void set_constants(lua_State *L)
 #ifdef SO_REUSEPORT
         {"SO_REUSEPORT", SO_REUSEPORT},
 #endif
-        {"SO_LINGER", SO_LINGER}, {"SO_KEEPALIVE", SO_KEEPALIVE}, {"SO_RCVBUF", SO_RCVBUF},
+        {"SO_BROADCAST", SO_BROADCAST}, {"SO_LINGER", SO_LINGER},
+        {"SO_KEEPALIVE", SO_KEEPALIVE}, {"SO_RCVBUF", SO_RCVBUF},
         {"SO_SNDBUF", SO_SNDBUF}, {"SO_TYPE", SO_TYPE},
         {"IPPROTO_TCP", IPPROTO_TCP}, {"TCP_NODELAY", TCP_NODELAY},
         {"SHUT_RD", SHUT_RD}, {"SHUT_WR", SHUT_WR}, {"SHUT_RDWR", SHUT_RDWR},
