@@ -456,17 +456,26 @@ describe("AF_UNIX datagram senders", function()
 end)
 
 describe("UDP calls compared with Python 3.11's socket", function()
+  -- "ok" when f returns, else the errno name its error ends with, as the
+  -- Python side prints them.
+  local function err(f)
+    local done, e = pcall(f)
+    return done and "ok" or e:match("%((E%u+)%)$")
+  end
+
   -- The same steps in python3 and here, each giving a word: what recvfrom
   -- returned, or the errno name it raised.
-  local PYTHON = [[
+  local PYTHON_ERR = [[
 import errno, os, socket, sys
-d = sys.argv[1]
 def err(f):
     try:
         f()
         return "ok"
     except OSError as e:
         return errno.errorcode[e.errno]
+]]
+  local PYTHON = PYTHON_ERR .. [[
+d = sys.argv[1]
 out = []
 for fam, a_addr, b_addr in ((socket.AF_INET, ("127.0.0.1", 0), ("127.0.0.1", 0)),
                             (socket.AF_UNIX, d + "/a", d + "/b")):
@@ -500,10 +509,6 @@ print(" ".join(out))
     if not ok then
       pending("python3 did not run")
       return
-    end
-    local function err(f)
-      local done, e = pcall(f)
-      return done and "ok" or e:match("%((E%u+)%)$")
     end
     local out = {}
     for _, case in ipairs {
@@ -542,14 +547,7 @@ print(" ".join(out))
   -- connect on a datagram socket only sets the default destination: nothing
   -- is sent, so the broadcast address can be checked without a datagram
   -- leaving the machine.
-  local PYTHON_BROADCAST = [[
-import errno, socket
-def err(f):
-    try:
-        f()
-        return "ok"
-    except OSError as e:
-        return errno.errorcode[e.errno]
+  local PYTHON_BROADCAST = PYTHON_ERR .. [[
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 out = [err(lambda: s.connect(("<broadcast>", 9)))]
 s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
@@ -568,10 +566,6 @@ print(" ".join(out))
     finally(function() asyncore.close_all(map, true) end)
     local d = Peer(map)
     d:create_socket(asyncore.AF_INET, DGRAM)
-    local function err(f)
-      local done, e = pcall(f)
-      return done and "ok" or e:match("%((E%u+)%)$")
-    end
     local out = { err(function() d:connect("<broadcast>", 9) end) }
     assert(d.socket:setsockopt(asyncore.SOL_SOCKET, asyncore.SO_BROADCAST, 1))
     out[2] = err(function() d:connect("<broadcast>", 9) end)
