@@ -9,8 +9,7 @@ for _, name in ipairs {
   "AF_INET", "AF_INET6", "AF_UNIX", "SOCK_STREAM", "SOCK_DGRAM",
   "POLLIN", "POLLOUT", "POLLPRI", "POLLHUP", "POLLERR", "POLLNVAL",
   "SOL_SOCKET", "SO_ERROR", "SO_REUSEADDR", "SO_REUSEPORT", "SO_BROADCAST",
-  "SO_LINGER",
-  "SO_KEEPALIVE", "SO_RCVBUF", "SO_SNDBUF", "SO_TYPE", "IPPROTO_TCP",
+  "SO_LINGER", "SO_KEEPALIVE", "SO_RCVBUF", "SO_SNDBUF", "SO_TYPE", "IPPROTO_TCP",
   "TCP_NODELAY", "SHUT_RD", "SHUT_WR", "SHUT_RDWR", "MSG_OOB", "MSG_PEEK",
   "FD_SETSIZE", "errno", "strerror", "ExitNow", "time", "call_later", "call_at",
 } do
