@@ -230,12 +230,14 @@ function M.make_tmpdir()
 end
 
 -- The contents of path, or "" when it cannot be read (not yet written).
+-- The read can fail after the open succeeds: /proc/PID files of a process
+-- reaped in between give ESRCH, and f:read then returns nil.
 function M.read_file_or_empty(path)
   local f = io.open(path, "rb")
   if not f then return "" end
   local data = f:read("a")
   f:close()
-  return data
+  return data or ""
 end
 
 return M
