@@ -453,6 +453,23 @@ describe("AF_UNIX datagram senders", function()
     assert.is_true(run_until(function() return #abstract.got == 1 end, ctx.map))
     assert.are.equal("back", abstract.got[1][1])
   end, UNIX_ONLY, DEFAULT_ONLY)
+
+  each("abstract with zero bytes inside: bind, sendto and recvfrom keep every byte", function(ctx)
+    local server, abstract = ctx.peer(), ctx.peer(false)
+    local name = ("\0a\0b\0lua-asyncore-%d\0"):format(math.random(1, 1e9))
+    abstract:bind(name)
+    assert.are.equal(name, abstract:getsockname())
+    abstract:sendto("zeros", server:getsockname())
+    assert.is_true(run_until(function() return #server.got == 1 end, ctx.map))
+    assert.are.same({ "zeros", name }, { server.got[1][1], server.got[1][2] })
+    -- the name cut at its second zero byte is another socket: nothing there
+    local ok, err = pcall(server.sendto, server, "x", name:sub(1, 2))
+    assert.is_false(ok)
+    assert.matches("%(ECONNREFUSED%)", err)
+    server:sendto("back", name)
+    assert.is_true(run_until(function() return #abstract.got == 1 end, ctx.map))
+    assert.are.equal("back", abstract.got[1][1])
+  end, UNIX_ONLY, DEFAULT_ONLY)
 end)
 
 describe("UDP calls compared with Python 3.11's socket", function()
@@ -574,7 +591,91 @@ print(" ".join(out))
   end)
 end)
 
+-- The first usable link-local IPv6 address here, from /proc/net/if_inet6
+-- (address, interface index, prefix length, scope, flags, name): its text
+-- form (uncompressed) and interface name, or nil.
+local function link_local_address()
+  local f = io.open("/proc/net/if_inet6")
+  if not f then return nil end
+  for line in f:lines() do
+    local hex, scope, flags, ifname = line:match("^(%x+) %x+ %x+ (%x+) (%x+)%s+(%S+)")
+    local tentative_or_failed = flags and (tonumber(flags, 16) & 0x48) ~= 0
+    if hex and tonumber(scope, 16) == 0x20 and not tentative_or_failed then
+      f:close()
+      return hex:gsub("(%x%x%x%x)", "%1:"):sub(1, -2), ifname
+    end
+  end
+  f:close()
+  return nil
+end
+
+describe("IPv6 link-local peers", function()
+  -- A datagram from a link-local address: the host recvfrom gives, as
+  -- Python's socket.getnameinfo writes the sender's address with its scope.
+  local PYTHON_SCOPED = [[
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.bind(("::", 0))
+c = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+c.sendto(b"x", ("%s%%%s" % (sys.argv[1], sys.argv[2]), s.getsockname()[1]))
+data, addr = s.recvfrom(10)
+print(socket.getnameinfo(addr, socket.NI_NUMERICHOST)[0])
+]]
+
+  it("keep the zone in the host (\"fe80::...%eth0\"), so a reply to recvfrom's host and port reaches the sender", function()
+    local address, ifname = link_local_address()
+    if not address then
+      pending("no link-local IPv6 address on this machine")
+      return
+    end
+    local python, ok = support.python_output(PYTHON_SCOPED, address, ifname)
+    if not ok then
+      pending("python3 could not exchange a datagram over " .. address .. "%" .. ifname)
+      return
+    end
+    local map = {}
+    finally(function() asyncore.close_all(map, true) end)
+    local server, client = Peer(map), Peer(map)
+    server:create_socket(asyncore.AF_INET6, DGRAM)
+    server:bind("::", 0)
+    client:create_socket(asyncore.AF_INET6, DGRAM)
+    client:bind(address .. "%" .. ifname, 0)
+    local scoped_host, client_port = client:getsockname()
+    local _, server_port = server:getsockname()
+    client:sendto("ping", address .. "%" .. ifname, server_port)
+    assert.is_true(run_until(function() return #server.got == 1 end, map))
+    local g = server.got[1]
+    assert.are.same({ "ping", python:gsub("\n$", ""), client_port }, { g[1], g[2], g[3] })
+    assert.are.equal("%" .. ifname, g[2]:match("%%.*$"))
+    assert.are.equal(scoped_host, g[2])
+    server:sendto("pong", g[2], g[3])
+    assert.is_true(run_until(function() return #client.got == 1 end, map))
+    assert.are.equal("pong", client.got[1][1])
+    assert.are.equal(g[2], client.got[1][2])
+  end)
+end)
+
 describe("AF_UNIX addresses", function()
+  it("refuse a file path with a zero byte inside, naming the call (Python binds the path cut at the zero)", function()
+    local dir = support.tmppath(".d")
+    assert(os.execute("mkdir " .. support.shell_quote(dir)))
+    local d = asyncore.dispatcher(nil, {})
+    finally(function()
+      d:close()
+      os.execute("rm -rf " .. support.shell_quote(dir))
+    end)
+    d:create_socket(asyncore.AF_UNIX, asyncore.SOCK_DGRAM)
+    for name, call in pairs {
+      bind = function() return d:bind(dir .. "/a\0b") end,
+      sendto = function() return d:sendto("x", dir .. "/a\0b") end,
+      connect = function() return d.socket:connect(dir .. "/a\0b") end,
+    } do
+      local ok, err = pcall(call)
+      assert.is_false(ok)
+      assert.matches("bad argument #%d to '" .. name .. "' %(path contains a zero byte%)", err)
+    end
+    assert.is_nil(io.open(dir .. "/a"), "a socket file was made at the path cut at the zero byte")
+  end)
+
   it("refuse a port: bind, connect and sendto take a path alone", function()
     local d = asyncore.dispatcher(nil, {})
     d:create_socket(asyncore.AF_UNIX, asyncore.SOCK_DGRAM)

@@ -1,6 +1,7 @@
 /* Socket addresses as Lua values: host, port for AF_INET/AF_INET6, a path for AF_UNIX. */
 #define _GNU_SOURCE /* EAI_ADDRFAMILY, EAI_NODATA, EAI_SYSTEM names */
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stddef.h>
@@ -15,8 +16,10 @@ static int check_unix(lua_State *L, int arg, struct sockaddr_storage *addr, sock
     const char *path = luaL_checklstring(L, arg, &pathlen);
     struct sockaddr_un *un = (struct sockaddr_un *)addr;
     luaL_argcheck(L, pathlen < sizeof un->sun_path, arg, "path too long");
-    /* A leading zero byte names a Linux abstract socket; elsewhere none is allowed. */
-    luaL_argcheck(L, pathlen == 0 || memchr(path + 1, 0, pathlen - 1) == NULL, arg,
+    /* A leading zero byte names a Linux abstract socket, whose name is all of
+       its bytes, zeros included.  A file path stops at its first zero byte, so
+       one inside it would bind or reach another file: refused. */
+    luaL_argcheck(L, pathlen == 0 || path[0] == 0 || memchr(path, 0, pathlen) == NULL, arg,
                   "path contains a zero byte");
     memset(un, 0, sizeof *un);
     un->sun_family = AF_UNIX;
@@ -137,7 +140,7 @@ int as_push_address(lua_State *L, const struct sockaddr *sa, socklen_t len)
         lua_pushlstring(L, un->sun_path, pathlen);
         return 1;
     }
-    char host[INET6_ADDRSTRLEN];
+    char host[INET6_ADDRSTRLEN + IF_NAMESIZE + 1]; /* address, '%', zone */
     int port = 0;
     if (sa->sa_family == AF_INET) {
         const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
@@ -145,7 +148,12 @@ int as_push_address(lua_State *L, const struct sockaddr *sa, socklen_t len)
         port = ntohs(in->sin_port);
     } else if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        /* A scoped (link-local) address keeps its zone as "%eth0", so that
+           the host given back reaches the same peer when passed to sendto or
+           connect; getnameinfo writes it as Python's socket.getnameinfo does. */
+        if (in6->sin6_scope_id == 0 ||
+            getnameinfo(sa, len, host, sizeof host, NULL, 0, NI_NUMERICHOST) != 0)
+            inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
         port = ntohs(in6->sin6_port);
     } else {
         lua_pushnil(L);
