@@ -129,11 +129,11 @@ end
 
 -- poll(timeout, map): one pass with select(); poll2: one pass with poll()
 function M.poll(timeout, map)
-  core.pass(check_timeout(timeout, 0.0, "poll"), check_map(map, "poll"), "select", true)
+  core.pass(check_timeout(timeout, 0.0, "poll"), check_map(map, "poll"), "select", true, "poll")
 end
 
 function M.poll2(timeout, map)
-  core.pass(check_timeout(timeout, 0.0, "poll2"), check_map(map, "poll2"), "poll", true)
+  core.pass(check_timeout(timeout, 0.0, "poll2"), check_map(map, "poll2"), "poll", true, "poll2")
 end
 M.poll3 = M.poll2
 

@@ -260,12 +260,26 @@ static int more(lua_State *L, int map)
     return 1;
 }
 
-/* pass(timeout, map, backend [, full]) -> more: one pass, as Python's poll()
- * (backend "select") or poll2() (any other backend), then the due timers; full
- * looks at every channel.  The wait ends early at the next timer. */
+/* The public call a pass runs for ("loop", "poll" or "poll2"), from pass's
+ * 5th argument; a literal, so it outlives the argument's stack slot. */
+static const char *pass_caller(lua_State *L)
+{
+    const char *name = lua_tostring(L, 5);
+    if (name != NULL && strcmp(name, "poll") == 0)
+        return "poll";
+    if (name != NULL && strcmp(name, "poll2") == 0)
+        return "poll2";
+    return "loop";
+}
+
+/* pass(timeout, map, backend [, full [, caller]]) -> more: one pass, as
+ * Python's poll() (backend "select") or poll2() (any other backend), then the
+ * due timers; full looks at every channel.  The wait ends early at the next
+ * timer.  Errors name caller (default "loop"). */
 int as_pass(lua_State *L)
 {
-    as_state *st = as_live_state(L, "loop");
+    const char *caller = pass_caller(L);
+    as_state *st = as_live_state(L, caller);
     lua_Number timeout = luaL_checknumber(L, 1);
     luaL_argcheck(L, timeout >= 0, 1, "timeout must be a number >= 0");
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -283,7 +297,7 @@ int as_pass(lua_State *L)
     if (switched < 0) {
         if (errno == ENOENT)
             return luaL_error(L, "loop: unknown backend '%s'", backend);
-        return as_raise(L, "loop", errno);
+        return as_raise(L, caller, errno);
     }
     as_registry_update(L, 2, full || switched);
     lua_getiuservalue(L, STATE, UV_KNOWN); /* 4 */
