@@ -515,8 +515,7 @@ print(" ".join(out))
 ]]
 
   it("gives the same results for empty, oversized and binary datagrams, errors and unbound senders", function()
-    local dir = support.tmppath(".d")
-    assert(os.execute("mkdir " .. support.shell_quote(dir)))
+    local dir = support.make_tmpdir()
     local map = {}
     finally(function()
       asyncore.close_all(map, true)
@@ -656,8 +655,7 @@ end)
 
 describe("AF_UNIX addresses", function()
   it("refuse a file path with a zero byte inside, naming the call (Python binds the path cut at the zero)", function()
-    local dir = support.tmppath(".d")
-    assert(os.execute("mkdir " .. support.shell_quote(dir)))
+    local dir = support.make_tmpdir()
     local d = asyncore.dispatcher(nil, {})
     finally(function()
       d:close()
