@@ -29,7 +29,7 @@ static int state_gc(lua_State *L)
 
 as_state *as_live_state(lua_State *L, const char *fname)
 {
-    as_state *st = lua_touserdata(L, lua_upvalueindex(1));
+    as_state *st = lua_touserdata(L, STATE);
     if (st->loop == NULL)
         luaL_error(L, "%s: the asyncore core is closed (the Lua state is closing)", fname);
     return st;
@@ -50,7 +50,7 @@ static int l_set_defaults(lua_State *L)
     for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++) {
         lua_getfield(L, 1, slots[i].name);
         luaL_argcheck(L, lua_isfunction(L, -1), 1, "functions expected");
-        lua_setiuservalue(L, lua_upvalueindex(1), slots[i].slot);
+        lua_setiuservalue(L, STATE, slots[i].slot);
     }
     return 0;
 }

@@ -10,7 +10,6 @@
 #include "framing.h"
 #include "lcore.h"
 
-#define STATE lua_upvalueindex(1)
 #define CHAT_MT "asyncore.chat_buffers"
 #define CHAT_FIELD "_chat"
 #define CLOSE_TOKEN 0    /* the close_when_done marker in the output queue */

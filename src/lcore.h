@@ -55,7 +55,10 @@ typedef struct as_state {
     size_t scratch_size;
 } as_state;
 
-/* lasyncore.c: the state of upvalue 1, or an error naming fname once the
+/* Every core function has the as_state userdata as its upvalue 1. */
+#define STATE lua_upvalueindex(1)
+
+/* lasyncore.c: the state of STATE, or an error naming fname once the
  * core's finalizer has freed it (a later finalizer may still call in while
  * the Lua state closes). */
 as_state *as_live_state(lua_State *L, const char *fname);

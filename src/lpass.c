@@ -6,8 +6,6 @@
 
 #include "lcore.h"
 
-#define STATE lua_upvalueindex(1)
-
 int as_message_handler(lua_State *L)
 {
     luaL_traceback(L, L, NULL, 1);

@@ -14,7 +14,6 @@
 #include "backend.h"
 #include "lcore.h"
 
-#define STATE lua_upvalueindex(1)
 #define FULL_EVERY 1024
 
 enum {

@@ -4,7 +4,6 @@
 
 #include "lcore.h"
 
-#define STATE lua_upvalueindex(1)
 #define TIMER_MT "asyncore.timer"
 
 /* A timer's user values: the function and, when there are any, its arguments
